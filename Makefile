@@ -1,0 +1,46 @@
+# Every target that needs Python creates .venv first and installs the pinned dependencies.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint format bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements.lock -r requirements-dev.lock -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ecr-cleaner demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check cleaner tests bench
+	$(BIN)/ruff format --check cleaner tests bench
+	$(BIN)/mypy cleaner
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+format: $(STAMP)
+	$(BIN)/ruff format cleaner tests bench
+	$(BIN)/ruff check --fix cleaner tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+# Re-pin: resolve the ranges in pyproject.toml in throwaway venvs and freeze them.
+lock:
+	rm -rf /tmp/ecr-cleaner-lock && $(PYTHON) -m venv /tmp/ecr-cleaner-lock
+	/tmp/ecr-cleaner-lock/bin/pip install --quiet .
+	{ echo "# Runtime pins: the Dockerfile and 'make' install from this file. Regenerate with 'make lock'."; \
+	  /tmp/ecr-cleaner-lock/bin/pip freeze --exclude ecr-cleaner; } > requirements.lock
+	/tmp/ecr-cleaner-lock/bin/pip install --quiet '.[dev]'
+	{ echo "# Development pins (tests, lint), on top of requirements.lock. Regenerate with 'make lock'."; \
+	  /tmp/ecr-cleaner-lock/bin/pip freeze --exclude ecr-cleaner; } > requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

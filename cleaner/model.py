@@ -1,0 +1,161 @@
+"""Plain data shared by the planner, the engine and the adapters. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+INDEX_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One image (manifest) in a repository, as DescribeImages reports it."""
+
+    digest: str
+    tags: tuple[str, ...]
+    pushed_at: datetime
+    """Timezone-aware; lifecycle rules rank and age images by this."""
+    size: int = 0
+    media_type: str = ""
+    artifact_media_type: str = ""
+    last_pulled_at: datetime | None = None
+    subject: str | None = None
+    """`subjectManifestDigest`: set when this image is an OCI referrer of another."""
+
+    @property
+    def tagged(self) -> bool:
+        return bool(self.tags)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_MEDIA_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    name: str
+    uri: str = ""
+    registry_id: str = ""
+
+
+class TagStatus(enum.StrEnum):
+    TAGGED = "tagged"
+    UNTAGGED = "untagged"
+    ANY = "any"
+
+
+class CountType(enum.StrEnum):
+    IMAGE_COUNT_MORE_THAN = "imageCountMoreThan"
+    SINCE_IMAGE_PUSHED = "sinceImagePushed"
+    SINCE_IMAGE_PULLED = "sinceImagePulled"
+    SINCE_IMAGE_TRANSITIONED = "sinceImageTransitioned"
+
+
+class ActionType(enum.StrEnum):
+    EXPIRE = "expire"
+    TRANSITION = "transition"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One validated ECR lifecycle rule."""
+
+    priority: int
+    tag_status: TagStatus
+    count_type: CountType
+    count_number: int
+    action: ActionType = ActionType.EXPIRE
+    tag_patterns: tuple[str, ...] = ()
+    tag_prefixes: tuple[str, ...] = ()
+    storage_class: str = "standard"
+    description: str = ""
+
+    def label(self) -> str:
+        """Short human name used in reasons: `rule 1 "keep 5 prod"`."""
+        return (
+            f'rule {self.priority} "{self.description}"'
+            if self.description
+            else (f"rule {self.priority}")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    """A validated ECR lifecycle policy: rules sorted by priority, lowest first."""
+
+    rules: tuple[Rule, ...]
+
+
+class Verdict(enum.StrEnum):
+    KEEP = "keep"
+    EXPIRE = "expire"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    image: Image
+    verdict: Verdict
+    reason: str
+    rule: int | None = None
+    """Priority of the rule that decided, if a rule did."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Every image of one repository with its verdict and reason, newest first."""
+
+    repository: str
+    decisions: tuple[Decision, ...]
+
+    @property
+    def keep(self) -> tuple[Decision, ...]:
+        return tuple(d for d in self.decisions if d.verdict is Verdict.KEEP)
+
+    @property
+    def expire(self) -> tuple[Decision, ...]:
+        return tuple(d for d in self.decisions if d.verdict is Verdict.EXPIRE)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFailure:
+    digest: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """Outcome of deleting digests, decided per requested digest."""
+
+    deleted: tuple[str, ...] = ()
+    failed: tuple[DeleteFailure, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryReport:
+    repository: str
+    plan: Plan | None = None
+    deleted: tuple[str, ...] = ()
+    failed: tuple[DeleteFailure, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    dry_run: bool
+    repositories: tuple[RepositoryReport, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.repositories)
