@@ -1,0 +1,191 @@
+"""Command line: parse arguments, map errors to exit codes, nothing else.
+
+Exit codes: 0 done (also when there was nothing to do), 1 some repository failed,
+2 bad usage, policy or configuration (nothing was deleted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+from cleaner import __version__
+from cleaner.errors import ConfigError, RegistryError
+from cleaner.model import RunReport
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("cleaner")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ecr-cleaner",
+        description="Prune Amazon ECR repositories with exact lifecycle-policy semantics.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plan = sub.add_parser("plan", help="show what a policy would keep and expire; never deletes")
+    _add_run_options(plan)
+    sweep = sub.add_parser("sweep", help="plan, then delete what the policy expires")
+    _add_run_options(sweep)
+    sweep.add_argument("--dry-run", action="store_true", help="plan only, delete nothing")
+    _add_emulator_parser(sub)
+    demo = sub.add_parser("demo", help="run plan and sweep against a seeded local emulator")
+    _add_logging_option(demo)
+    return parser
+
+
+def _add_logging_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("CLEANER_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="stderr log level (env CLEANER_LOG_LEVEL, default INFO)",
+    )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("repositories", nargs="*", metavar="REPOSITORY", help="default: all")
+    parser.add_argument(
+        "--policy",
+        default=os.environ.get("CLEANER_POLICY"),
+        help="policy file, YAML or JSON (env CLEANER_POLICY)",
+    )
+    parser.add_argument("--output", choices=["text", "json"], default="text")
+    parser.add_argument("--region", default=None, help="AWS region (default: the AWS chain)")
+    parser.add_argument(
+        "--endpoint-url", default=None, help="ECR endpoint (default: AWS_ENDPOINT_URL_ECR or AWS)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=_positive_int(os.environ.get("CLEANER_CONCURRENCY", "10")),
+        help="most registry calls in flight (env CLEANER_CONCURRENCY, default 10)",
+    )
+    _add_logging_option(parser)
+
+
+def _add_emulator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    emulator = sub.add_parser("emulator", help="serve a local ECR-compatible API")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=5000)
+    emulator.add_argument("--seed", choices=["demo", "none"], default="none")
+    emulator.add_argument("--latency-ms", type=float, default=0.0)
+    emulator.add_argument(
+        "--throttle",
+        action="append",
+        default=[],
+        metavar="OPERATION=TPS",
+        type=_throttle,
+        help="rate-limit one operation, e.g. BatchDeleteImage=20 (repeatable)",
+    )
+    emulator.add_argument("--error-rate", type=float, default=0.0, help="share of calls that 500")
+    _add_logging_option(emulator)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _throttle(text: str) -> tuple[str, float]:
+    operation, _, rate = text.partition("=")
+    try:
+        tps = float(rate)
+    except ValueError:
+        tps = 0.0
+    if not operation or tps <= 0:
+        raise argparse.ArgumentTypeError(f"expected OPERATION=TPS, got {text!r}")
+    return operation, tps
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(dispatch(args, sys.stdout))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def dispatch(args: argparse.Namespace, out: TextIO) -> int:
+    """Run one parsed command; errors become exit codes here and nowhere else."""
+    try:
+        if args.command in ("plan", "sweep"):
+            return await _plan_or_sweep(args, out)
+        if args.command == "emulator":
+            from cleaner.emulator import serve
+
+            await serve(
+                args.host,
+                args.port,
+                seed=args.seed,
+                latency_ms=args.latency_ms,
+                throttle=dict(args.throttle),
+                error_rate=args.error_rate,
+            )
+            return EXIT_OK
+        from cleaner.demo import run_demo
+
+        return await run_demo(out)
+    except ConfigError as error:
+        print(f"ecr-cleaner: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except RegistryError as error:
+        print(f"ecr-cleaner: failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _plan_or_sweep(args: argparse.Namespace, out: TextIO) -> int:
+    from cleaner.engine import SweepRequest, run
+    from cleaner.policy import load_policy_file
+    from cleaner.progress import terminal_progress
+    from cleaner.registry import EcrRegistry
+
+    if not args.policy:
+        raise ConfigError("--policy FILE is required (or set CLEANER_POLICY)")
+    policy = load_policy_file(args.policy)  # before any registry call: bad input deletes nothing
+    apply = args.command == "sweep" and not args.dry_run
+    if not apply:
+        log.info("DRY RUN: planning only, nothing will be deleted")
+    now = datetime.now(UTC)
+    request = SweepRequest(
+        policy=policy,
+        now=now,
+        repositories=tuple(args.repositories),
+        apply=apply,
+        concurrency=args.concurrency,
+    )
+    async with EcrRegistry.connect(
+        region=args.region, endpoint_url=args.endpoint_url, max_connections=args.concurrency
+    ) as registry:
+        with terminal_progress(enabled=apply) as progress:
+            report = await run(registry, request, progress)
+    write_report(report, args.output, now, out)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def write_report(report: RunReport, output: str, now: datetime, out: TextIO) -> None:
+    from cleaner.output import render_text, report_to_json
+
+    if output == "json":
+        json.dump(report_to_json(report), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(render_text(report, now))

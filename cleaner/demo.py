@@ -1,0 +1,90 @@
+"""`ecr-cleaner demo`: the real engine against a seeded local emulator, no AWS account needed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import TextIO
+
+from cleaner.emulator import RegistryStore, running, seed_demo
+from cleaner.engine import SweepRequest, run
+from cleaner.output import format_bytes, render_text
+from cleaner.policy import decode, parse_policy_file
+from cleaner.registry import EcrRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Census:
+    images: int
+    size: int
+
+
+async def run_demo(out: TextIO) -> int:
+    now = datetime.now(UTC)
+    store = RegistryStore()
+    seed_demo(store, now)
+    text = resources.files("cleaner").joinpath("data/demo-policy.yaml").read_text()
+    policy = parse_policy_file(decode(text, "demo-policy.yaml"), "demo-policy.yaml")
+    async with (
+        running(store) as url,
+        EcrRegistry.connect(
+            region=store.region,
+            endpoint_url=url,
+            access_key="demo",
+            secret_key="demo",  # noqa: S106 - the emulator accepts any key
+        ) as registry,
+    ):
+        out.write(f"Local ECR emulator at {url}; policy:\n\n{text}\n")
+        before = await census(registry)
+        plan = await run(registry, SweepRequest(policy=policy, now=now))
+        out.write("== plan (dry run) ==\n" + render_text(plan, now) + "\n")
+        report = await run(registry, SweepRequest(policy=policy, now=now, apply=True))
+        out.write("== sweep ==\n" + render_text(report, now).splitlines()[-1] + "\n\n")
+        after = await census(registry)
+    out.write(compare(before, after))
+    return 0 if report.ok else 1
+
+
+async def census(registry: EcrRegistry) -> dict[str, Census]:
+    result = {}
+    for repo in await registry.list_repositories():
+        images = await registry.list_images(repo.name)
+        result[repo.name] = Census(len(images), sum(i.size for i in images))
+    return result
+
+
+def compare(before: dict[str, Census], after: dict[str, Census]) -> str:
+    rows = [("REPOSITORY", "IMAGES BEFORE", "AFTER", "SIZE BEFORE", "AFTER", "RECLAIMED")]
+    for name in sorted(before):
+        b, a = before[name], after.get(name, Census(0, 0))
+        rows.append(
+            (
+                name,
+                str(b.images),
+                str(a.images),
+                format_bytes(b.size),
+                format_bytes(a.size),
+                format_bytes(b.size - a.size),
+            )
+        )
+    total_b = Census(sum(c.images for c in before.values()), sum(c.size for c in before.values()))
+    total_a = Census(sum(c.images for c in after.values()), sum(c.size for c in after.values()))
+    rows.append(
+        (
+            "total",
+            str(total_b.images),
+            str(total_a.images),
+            format_bytes(total_b.size),
+            format_bytes(total_a.size),
+            format_bytes(total_b.size - total_a.size),
+        )
+    )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return (
+        "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+        + "\n"
+    )

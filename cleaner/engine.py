@@ -1,0 +1,183 @@
+"""The one use case: list, plan, and (unless dry-run) apply. CLI, receiver and CronJob call it.
+
+Dry-run is not threaded through the deletes: `run` plans every repository, and only when
+`apply` is true does it hand the plan's expired digests to the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+from cleaner.errors import CleanerError
+from cleaner.model import (
+    DeleteFailure,
+    DeleteResult,
+    Image,
+    Plan,
+    Repository,
+    RepositoryReport,
+    RunReport,
+    Verdict,
+)
+from cleaner.planner import plan_repository
+from cleaner.policy import PolicyFile
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 10
+REFERENCED_BY_INDEX = "ImageReferencedByManifestList"
+REFERENCED_REASON = "kept: the registry refused, an image index still references it"
+BATCH_LIMIT = 100
+
+
+class Registry(Protocol):
+    """What the engine needs from a registry; `cleaner.registry.EcrRegistry` provides it."""
+
+    async def list_repositories(self) -> list[Repository]: ...
+
+    async def list_images(self, repository: str) -> list[Image]: ...
+
+    async def delete_images(self, repository: str, digests: Iterable[str]) -> DeleteResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRequest:
+    policy: PolicyFile
+    now: datetime
+    repositories: tuple[str, ...] = ()
+    """Names to prune; empty means every repository the registry lists."""
+    apply: bool = False
+    """False is a dry run: plan and report, delete nothing."""
+    concurrency: int = DEFAULT_CONCURRENCY
+    """Most registry calls in flight at once, across all repositories."""
+
+
+@dataclass(slots=True)
+class Progress:
+    """Callbacks for a progress display; all optional."""
+
+    on_repositories: Callable[[int], None] = lambda total: None
+    on_repository_done: Callable[[RepositoryReport], None] = lambda report: None
+    on_deleted: Callable[[int], None] = lambda count: None
+
+
+async def run(
+    registry: Registry, request: SweepRequest, progress: Progress | None = None
+) -> RunReport:
+    """Prune every requested repository; one repository's failure never stops the others."""
+    progress = progress or Progress()
+    names = request.repositories or tuple(r.name for r in await registry.list_repositories())
+    chosen = [n for n in names if request.policy.entry_for(n) is not None]
+    for skipped in sorted(set(names) - set(chosen)):
+        log.info("%s: no policy entry matches; left alone", skipped)
+    progress.on_repositories(len(chosen))
+    api_slots = asyncio.Semaphore(max(1, request.concurrency))
+    repo_slots = asyncio.Semaphore(max(1, request.concurrency))
+
+    async def one(name: str) -> RepositoryReport:
+        async with repo_slots:
+            report = await prune_repository(registry, name, request, api_slots, progress)
+        progress.on_repository_done(report)
+        return report
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(name)) for name in chosen]
+    return RunReport(dry_run=not request.apply, repositories=tuple(t.result() for t in tasks))
+
+
+async def prune_repository(
+    registry: Registry,
+    name: str,
+    request: SweepRequest,
+    api_slots: asyncio.Semaphore,
+    progress: Progress | None = None,
+) -> RepositoryReport:
+    entry = request.policy.entry_for(name)
+    assert entry is not None  # noqa: S101 - run() only passes matched names
+    try:
+        async with api_slots:
+            images = await registry.list_images(name)
+        plan = plan_repository(name, images, entry.lifecycle, request.now)
+    except CleanerError as error:
+        log.error("%s: %s", name, error)
+        return RepositoryReport(repository=name, error=str(error))
+    log.info("%s: %d images, %d to expire", name, len(images), len(plan.expire))
+    if not request.apply or not plan.expire:
+        return RepositoryReport(repository=name, plan=plan)
+    result = await apply_plan(registry, plan, api_slots, progress)
+    return settle(plan, result)
+
+
+def settle(plan: Plan, result: DeleteResult) -> RepositoryReport:
+    """Fold the delete outcome into the report.
+
+    An image that ECR refuses because an index still references it is not a failure: the
+    registry is protecting a parent we keep (or one pushed since we planned). Report it as kept.
+    """
+    referenced = {f.digest for f in result.failed if f.code == REFERENCED_BY_INDEX}
+    decisions = tuple(
+        replace(d, verdict=Verdict.KEEP, reason=REFERENCED_REASON, rule=None)
+        if d.image.digest in referenced
+        else d
+        for d in plan.decisions
+    )
+    return RepositoryReport(
+        repository=plan.repository,
+        plan=replace(plan, decisions=decisions),
+        deleted=result.deleted,
+        failed=tuple(f for f in result.failed if f.digest not in referenced),
+    )
+
+
+async def apply_plan(
+    registry: Registry,
+    plan: Plan,
+    api_slots: asyncio.Semaphore,
+    progress: Progress | None = None,
+) -> DeleteResult:
+    """Delete the plan's expired images, oldest first, in concurrent batches of 100."""
+    progress = progress or Progress()
+    reasons = {d.image.digest: d for d in plan.expire}
+    digests = [d.image.digest for d in reversed(plan.expire)]
+    batches = [digests[i : i + BATCH_LIMIT] for i in range(0, len(digests), BATCH_LIMIT)]
+
+    async def delete(batch: Sequence[str]) -> DeleteResult:
+        async with api_slots:
+            try:
+                result = await registry.delete_images(plan.repository, batch)
+            except CleanerError as error:  # the whole batch failed; keep going with the rest
+                log.error("%s: delete failed: %s", plan.repository, error)
+                code = getattr(error, "code", "") or "Error"
+                return DeleteResult(failed=tuple(DeleteFailure(d, code, str(error)) for d in batch))
+        for digest in result.deleted:
+            decision = reasons[digest]
+            log.info(
+                "deleted %s@%s tags=%s: %s",
+                plan.repository,
+                digest,
+                ",".join(decision.image.tags) or "-",
+                decision.reason,
+            )
+        for failure in result.failed:
+            log.warning(
+                "%s@%s not deleted: %s %s",
+                plan.repository,
+                failure.digest,
+                failure.code,
+                failure.message,
+            )
+        progress.on_deleted(len(result.deleted))
+        return result
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(delete(b)) for b in batches]
+    results = [t.result() for t in tasks]
+    return DeleteResult(
+        deleted=tuple(d for r in results for d in r.deleted),
+        failed=tuple(f for r in results for f in r.failed),
+    )

@@ -1,0 +1,129 @@
+"""Render a RunReport for people (text) and for machines (one JSON object)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cleaner.model import Decision, RepositoryReport, RunReport
+
+
+def report_to_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "dry_run": report.dry_run,
+        "repositories": [_repository_json(r) for r in report.repositories],
+    }
+
+
+def _repository_json(report: RepositoryReport) -> dict[str, Any]:
+    plan = report.plan
+    return {
+        "repository": report.repository,
+        "keep": [_item(d) for d in plan.keep] if plan else [],
+        "expire": [_item(d) for d in plan.expire] if plan else [],
+        "deleted": list(report.deleted),
+        "failed": [
+            {"digest": f.digest, "code": f.code, "message": f.message} for f in report.failed
+        ],
+        "error": report.error,
+    }
+
+
+def _item(decision: Decision) -> dict[str, Any]:
+    image = decision.image
+    return {
+        "digest": image.digest,
+        "tags": list(image.tags),
+        "pushed_at": image.pushed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "size": image.size,
+        "reason": decision.reason,
+    }
+
+
+def render_text(report: RunReport, now: datetime) -> str:
+    lines: list[str] = []
+    for repo in report.repositories:
+        lines.extend(_repository_lines(repo, now, report.dry_run))
+        lines.append("")
+    lines.append(summary(report))
+    return "\n".join(lines) + "\n"
+
+
+def _repository_lines(repo: RepositoryReport, now: datetime, dry_run: bool) -> list[str]:
+    if repo.plan is None:
+        return [f"{repo.repository}: ERROR {repo.error}"]
+    plan = repo.plan
+    head = (
+        f"{repo.repository}: {len(plan.decisions)} images, "
+        f"keep {len(plan.keep)}, expire {len(plan.expire)}"
+    )
+    if not dry_run:
+        head += f", deleted {len(repo.deleted)}, failed {len(repo.failed)}"
+    if repo.error:
+        head += f"  ERROR {repo.error}"
+    rows = [("ACTION", "DIGEST", "TAGS", "AGE", "SIZE", "REASON")]
+    rows += [_row(d, now) for d in plan.decisions]
+    lines = [head, *_table(rows)]
+    lines += [f"  failed {f.digest}: {f.code} {f.message}" for f in repo.failed]
+    return lines
+
+
+def _row(decision: Decision, now: datetime) -> tuple[str, ...]:
+    image = decision.image
+    tags = ",".join(image.tags) or "<untagged>"
+    if len(tags) > 40:
+        tags = tags[:37] + "..."
+    return (
+        decision.verdict.value,
+        image.digest.removeprefix("sha256:")[:12],
+        tags,
+        format_age(now - image.pushed_at),
+        format_bytes(image.size),
+        decision.reason,
+    )
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        for row in rows
+    ]
+
+
+def summary(report: RunReport) -> str:
+    plans = [r.plan for r in report.repositories if r.plan]
+    images = sum(len(p.decisions) for p in plans)
+    expire = sum(len(p.expire) for p in plans)
+    deleted = {d for r in report.repositories for d in r.deleted}
+    freed = sum(
+        d.image.size
+        for r in report.repositories
+        if r.plan
+        for d in r.plan.expire
+        if d.image.digest in deleted
+    )
+    errors = sum(1 for r in report.repositories if r.error)
+    failed = sum(len(r.failed) for r in report.repositories)
+    text = f"{len(report.repositories)} repositories, {images} images, {expire} to expire"
+    if report.dry_run:
+        return text + " (dry run: nothing deleted)"
+    outcome = f"{len(deleted)} deleted ({format_bytes(freed)}), {failed} failed"
+    return f"{text}, {outcome}, {errors} repository errors"
+
+
+def format_age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def format_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import asyncio
+import io
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from tests.backends import REGION, Backend, EmulatorBackend, MotoBackend
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Dummy credentials and no host AWS config, so no test can reach a real account."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture(autouse=True)
+async def no_pending_tasks() -> AsyncIterator[None]:
+    """Fail any test that leaves asyncio tasks running (kopf's guard)."""
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    left = asyncio.all_tasks() - before - {asyncio.current_task()}
+    assert not left, f"tasks left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def fresh_moto(moto_url: str) -> MotoBackend:
+    """moto's state is per process; reset it so each test starts from an empty registry."""
+    reset = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")  # noqa: S310
+    with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - loopback test server
+        pass
+    return MotoBackend(moto_url)
+
+
+@pytest.fixture
+def moto(moto_url: str) -> MotoBackend:
+    return fresh_moto(moto_url)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[EmulatorBackend]:
+    from cleaner.emulator import RegistryStore, running
+
+    store = RegistryStore()
+    async with running(store) as url:
+        yield EmulatorBackend(store, url)
+
+
+@pytest.fixture(params=["emulator", "moto"])
+async def backend(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterator[Backend]:
+    """The same contract test runs against our emulator and against moto."""
+    if request.param == "moto":
+        yield fresh_moto(moto_url)
+        return
+    from cleaner.emulator import RegistryStore, running
+
+    store = RegistryStore()
+    async with running(store) as url:
+        yield EmulatorBackend(store, url)
+
+
+async def run_cli(*argv: str) -> tuple[int, str]:
+    """Run one CLI command in this event loop; returns (exit code, stdout)."""
+    from cleaner.cli import build_parser, dispatch
+
+    out = io.StringIO()
+    code = await dispatch(build_parser().parse_args(list(argv)), out)
+    return code, out.getvalue()
