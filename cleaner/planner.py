@@ -1,0 +1,259 @@
+"""The pure lifecycle evaluator: which images would an ECR lifecycle policy expire, and why.
+
+No clock, no I/O: `now` is an argument. This follows the ECR evaluation rules
+(ecr-facts.md section 1.3, and the AWS worked examples in section 1.6):
+
+- Rules are applied by priority, lowest number first, and "An image is expired or archived by
+  exactly one or zero rules."
+- "An image that matches the tagging requirements of a rule cannot be expired or archived by a
+  rule with a lower priority", whether or not that higher rule expired it. So the first rule
+  that selects an image decides it.
+- "Rules can never mark images that are marked by higher priority rules, but can still
+  identify them": a count rule ranks every image it selects, shielded ones included (AWS
+  example ALL-B), and expires only the unshielded ones beyond its count.
+
+Protections (protected tags, grace periods, ...) are a separate later step that may only turn
+an expire into a keep; this module stays exactly ECR.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+from itertools import compress, count, repeat
+from operator import attrgetter
+
+from cleaner.model import (
+    ActionType,
+    CountType,
+    Decision,
+    Image,
+    LifecyclePolicy,
+    Plan,
+    Rule,
+    TagStatus,
+    Verdict,
+)
+
+_DAY = timedelta(days=1)
+_ARCHIVE_NOTE = "ECR would archive it, ecr-cleaner does not archive"
+
+
+def plan_repository(
+    repository: str, images: Iterable[Image], policy: LifecyclePolicy, now: datetime
+) -> Plan:
+    """`evaluate` wrapped into a `Plan` for one repository."""
+    return Plan(repository=repository, decisions=tuple(evaluate(images, policy, now)))
+
+
+def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) -> list[Decision]:
+    """One Decision per image, newest first, exactly as the ECR lifecycle policy would act.
+
+    `images` are the repository's active (standard storage class) images; `now` must be
+    timezone-aware, like `Image.pushed_at`.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    ordered = newest_first(images)
+    tags = _TagIndex(ordered)
+    outcomes: list[_Outcome | None] = [None] * len(ordered)
+    shields: list[_Outcome | None] = [None] * len(ordered)
+    views: list[_RuleView] = []
+    for rule in sorted(policy.rules, key=lambda r: r.priority):
+        selected = _select(rule, ordered, tags)
+        hits = _hits(rule, selected, ordered, now)
+        views.append(_RuleView(rule, rule.label(), len(selected)))
+        _record(len(views) - 1, rule, selected, hits, outcomes, shields)
+    return [
+        _decide(image, outcome, shield, views, now)
+        for image, outcome, shield in zip(ordered, outcomes, shields, strict=True)
+    ]
+
+
+def newest_first(images: Iterable[Image]) -> list[Image]:
+    """ECR's ranking order: youngest `pushed_at` first.
+
+    ECR does not document how it orders images pushed at the same instant. We break ties by
+    digest (ascending) so the same repository always yields the same plan: a dry run, a
+    preview and the real sweep then agree, and tests are reproducible. Never by digest alone:
+    "Expiration is always ordered by pushed_at_time".
+    """
+    by_digest = sorted(images, key=attrgetter("digest"))
+    # sorted() is stable, also with reverse=True, so equal push times keep the digest order.
+    return sorted(by_digest, key=attrgetter("pushed_at"), reverse=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleView:
+    """A rule as evaluated against this repository."""
+
+    rule: Rule
+    label: str
+    total: int
+    """How many images the rule selects (its ranking size)."""
+
+
+_Outcome = tuple[int, bool, int]
+"""What one rule found for one image it selects: (rule's index in `views`, criterion holds,
+rank). Plain ints on purpose: 100,000s are made per run, and the garbage collector untracks
+such tuples on its next pass, so they do not pile up and trigger full collections."""
+
+
+class _TagIndex:
+    """Every tag of every image in one flat list, with the index of the image that owns it.
+
+    A filter entry is then one C-level pass (`map` + `compress`) over all tags instead of a
+    Python call per image and entry; built on first use, as only tagged rules need it.
+    """
+
+    def __init__(self, ordered: Sequence[Image]) -> None:
+        self._ordered = ordered
+
+    @cached_property
+    def tags(self) -> list[str]:
+        return [tag for image in self._ordered for tag in image.tags]
+
+    @cached_property
+    def owners(self) -> list[int]:
+        return [i for i, image in enumerate(self._ordered) for _ in image.tags]
+
+    def owners_of(self, hits: Iterable[object]) -> set[int]:
+        return set(compress(self.owners, hits))
+
+
+def _select(rule: Rule, ordered: Sequence[Image], tags: _TagIndex) -> list[int]:
+    """Indices (newest first) of the images the rule selects."""
+    # Everything we list is ACTIVE (storage class standard). Archive rules select archived
+    # images only, and sinceImageTransitioned applies to archived images only.
+    active = rule.storage_class == "standard"
+    if not active or rule.count_type is CountType.SINCE_IMAGE_TRANSITIONED:
+        return []
+    if rule.tag_status is TagStatus.ANY:
+        return list(range(len(ordered)))
+    if rule.tag_status is TagStatus.UNTAGGED:
+        return [i for i, image in enumerate(ordered) if not image.tags]
+    return _select_tagged(rule, tags)
+
+
+def _select_tagged(rule: Rule, tags: _TagIndex) -> list[int]:
+    """Images that have, for EVERY list entry, at least one tag the entry matches.
+
+    "An image is successfully matched if all of the tags in the tagPatternList or tagPrefixList
+    value are matched against any of the image's tags" (AWS example T-A: the entries are
+    ANDed). A pattern must match the whole tag, `*` matches any run of characters (also
+    none), case-sensitive; a prefix is a plain `startswith`.
+    """
+    per_entry = [tags.owners_of(map(_pattern(p).fullmatch, tags.tags)) for p in rule.tag_patterns]
+    per_entry += [
+        tags.owners_of(map(str.startswith, tags.tags, repeat(p))) for p in rule.tag_prefixes
+    ]
+    if not per_entry:
+        return []  # ECR rejects a tagged rule without lists
+    return sorted(set.intersection(*per_entry))
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+
+
+def _hits(rule: Rule, selected: list[int], ordered: Sequence[Image], now: datetime) -> list[bool]:
+    """Per selected image (in rank order): does the rule's criterion hold?"""
+    limit = rule.count_number
+    if rule.count_type is CountType.IMAGE_COUNT_MORE_THAN:
+        # "images are sorted from youngest to oldest ... all images greater than the
+        # specified count are expired"
+        kept = min(limit, len(selected))
+        return [False] * kept + [True] * (len(selected) - kept)
+    cutoff = now - limit * _DAY
+    if rule.count_type is CountType.SINCE_IMAGE_PUSHED:
+        # "older than the specified number of days": strictly more than N*86400 s.
+        return [ordered[i].pushed_at < cutoff for i in selected]
+    if rule.count_type is CountType.SINCE_IMAGE_PULLED:
+        # "If an image was never pulled, the image's pushed_at_time is used instead"
+        return [_last_used(ordered[i]) < cutoff for i in selected]
+    return [False] * len(selected)  # sinceImageTransitioned: archived images only
+
+
+def _last_used(image: Image) -> datetime:
+    return image.last_pulled_at or image.pushed_at
+
+
+def _record(
+    view: int,
+    rule: Rule,
+    selected: list[int],
+    hits: list[bool],
+    outcomes: list[_Outcome | None],
+    shields: list[_Outcome | None],
+) -> None:
+    """The first rule that selects an image decides it; later ones may only explain the keep."""
+    expires = rule.action is ActionType.EXPIRE
+    for rank, index, hit in zip(count(1), selected, hits):
+        if outcomes[index] is None:
+            outcomes[index] = (view, hit, rank)
+        elif hit and expires and shields[index] is None:
+            # Remembered only for the reason: "rule 3 would otherwise expire it".
+            shields[index] = (view, hit, rank)
+
+
+def _decide(
+    image: Image,
+    outcome: _Outcome | None,
+    shield: _Outcome | None,
+    views: list[_RuleView],
+    now: datetime,
+) -> Decision:
+    if outcome is None:
+        return Decision(image, Verdict.KEEP, "kept: no rule selects it")
+    view, met = views[outcome[0]], outcome[1]
+    detail = _detail(view, outcome, image, now)
+    if met and view.rule.action is ActionType.EXPIRE:
+        reason, verdict = f"expired by {view.label}: {detail}", Verdict.EXPIRE
+    elif met:
+        reason, verdict = f"kept by {view.label}: {detail}; {_ARCHIVE_NOTE}", Verdict.KEEP
+    elif shield is not None:
+        lower = views[shield[0]]
+        would = f"{lower.label} would otherwise expire it: {_detail(lower, shield, image, now)}"
+        reason, verdict = f"kept: selected by higher-priority {view.label}; {would}", Verdict.KEEP
+    else:
+        reason, verdict = f"kept by {view.label}: {detail}", Verdict.KEEP
+    return Decision(image, verdict, reason, rule=view.rule.priority)
+
+
+def _detail(view: _RuleView, outcome: _Outcome, image: Image, now: datetime) -> str:
+    """Why the criterion holds or not: `rank 3 of 5 (keeps 2 newest)` or an age comparison."""
+    _, met, rank = outcome
+    rule = view.rule
+    if rule.count_type is CountType.IMAGE_COUNT_MORE_THAN:
+        return f"rank {rank} of {view.total} (keeps {rule.count_number} newest)"
+    older = "older" if met else "not older"
+    comparison = f"{older} than {rule.count_number} days"
+    if rule.count_type is not CountType.SINCE_IMAGE_PULLED:
+        return f"pushed {_age(now - image.pushed_at)}, {comparison}"
+    if image.last_pulled_at is None:
+        return f"never pulled, pushed {_age(now - image.pushed_at)}, {comparison}"
+    return f"last pulled {_age(now - image.last_pulled_at)}, {comparison}"
+
+
+def _age(delta: timedelta) -> str:
+    """`3d ago`, `1d4h ago`, `12h ago`, `5m30s ago`: the largest unit and the next, rounded down."""
+    seconds = int(delta.total_seconds())
+    if seconds < 0:
+        return f"{_units(-seconds)} in the future"
+    return f"{_units(seconds)} ago"
+
+
+def _units(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"
