@@ -38,16 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="plan only, delete nothing")
     _add_emulator_parser(sub)
     demo = sub.add_parser("demo", help="run plan and sweep against a seeded local emulator")
-    _add_logging_option(demo)
+    _add_logging_option(demo, default="WARNING")  # the demo's output is the report itself
     return parser
 
 
-def _add_logging_option(parser: argparse.ArgumentParser) -> None:
+def _add_logging_option(parser: argparse.ArgumentParser, default: str = "INFO") -> None:
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("CLEANER_LOG_LEVEL", "INFO"),
+        default=os.environ.get("CLEANER_LOG_LEVEL", default),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="stderr log level (env CLEANER_LOG_LEVEL, default INFO)",
+        help=f"stderr log level (env CLEANER_LOG_LEVEL, default {default})",
     )
 
 

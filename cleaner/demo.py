@@ -15,6 +15,7 @@ from cleaner.policy import decode, parse_policy_file
 from cleaner.registry import EcrRegistry
 
 log = logging.getLogger(__name__)
+DEMO_ROWS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,8 @@ async def run_demo(out: TextIO) -> int:
         out.write(f"Local ECR emulator at {url}; policy:\n\n{text}\n")
         before = await census(registry)
         plan = await run(registry, SweepRequest(policy=policy, now=now))
-        out.write("== plan (dry run) ==\n" + render_text(plan, now) + "\n")
+        shown = render_text(plan, now, max_rows=DEMO_ROWS)
+        out.write(f"== plan (dry run; first {DEMO_ROWS} images of each repository) ==\n{shown}\n")
         report = await run(registry, SweepRequest(policy=policy, now=now, apply=True))
         out.write("== sweep ==\n" + render_text(report, now).splitlines()[-1] + "\n\n")
         after = await census(registry)

@@ -40,16 +40,19 @@ def _item(decision: Decision) -> dict[str, Any]:
     }
 
 
-def render_text(report: RunReport, now: datetime) -> str:
+def render_text(report: RunReport, now: datetime, max_rows: int | None = None) -> str:
+    """A table per repository; `max_rows` shortens each table (the demo uses it)."""
     lines: list[str] = []
     for repo in report.repositories:
-        lines.extend(_repository_lines(repo, now, report.dry_run))
+        lines.extend(_repository_lines(repo, now, report.dry_run, max_rows))
         lines.append("")
     lines.append(summary(report))
     return "\n".join(lines) + "\n"
 
 
-def _repository_lines(repo: RepositoryReport, now: datetime, dry_run: bool) -> list[str]:
+def _repository_lines(
+    repo: RepositoryReport, now: datetime, dry_run: bool, max_rows: int | None
+) -> list[str]:
     if repo.plan is None:
         return [f"{repo.repository}: ERROR {repo.error}"]
     plan = repo.plan
@@ -61,9 +64,12 @@ def _repository_lines(repo: RepositoryReport, now: datetime, dry_run: bool) -> l
         head += f", deleted {len(repo.deleted)}, failed {len(repo.failed)}"
     if repo.error:
         head += f"  ERROR {repo.error}"
-    rows = [("ACTION", "DIGEST", "TAGS", "AGE", "SIZE", "REASON")]
-    rows += [_row(d, now) for d in plan.decisions]
+    rows: list[tuple[str, ...]] = [("ACTION", "DIGEST", "TAGS", "AGE", "SIZE", "REASON")]
+    shown = plan.decisions if max_rows is None else plan.decisions[:max_rows]
+    rows += [_row(d, now) for d in shown]
     lines = [head, *_table(rows)]
+    if len(shown) < len(plan.decisions):
+        lines.append(f"  ... {len(plan.decisions) - len(shown)} more")
     lines += [f"  failed {f.digest}: {f.code} {f.message}" for f in repo.failed]
     return lines
 

@@ -59,7 +59,14 @@ def decode(text: str, source: str) -> object:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise PolicyError(f"{source}: not valid YAML or JSON: {error}") from error
+        raise PolicyError(f"{source}: not valid YAML or JSON: {_one_line(error)}") from error
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    """YAML's messages span several lines with a caret drawing; an error here is one line."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:

@@ -1,0 +1,21 @@
+"""`ecr-cleaner demo` as a newcomer runs it: a real process, the real emulator, exit 0."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+
+def test_demo_plans_sweeps_and_reclaims_space() -> None:
+    done = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "cleaner", "demo"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "== plan (dry run" in done.stdout and "== sweep ==" in done.stdout
+    total = re.search(r"^total\s+(\d+)\s+(\d+)\s", done.stdout, re.MULTILINE)
+    assert total, done.stdout
+    before, after = int(total[1]), int(total[2])
+    assert 0 < after < before
+    assert "0 failed, 0 repository errors" in done.stdout
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,126 @@
+"""Contract tests of the ECR adapter: the real aiobotocore client against emulator and moto."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cleaner.errors import RegistryError, RepositoryNotFoundError
+from cleaner.registry import EcrRegistry
+from cleaner.retry import Backoff
+from tests.backends import Backend, EmulatorBackend
+
+NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
+
+
+def seed(backend: Backend, repo: str, count: int) -> list[str]:
+    backend.create_repository(repo)
+    return [
+        backend.push(repo, [f"t{i}"], NOW - timedelta(hours=i), seed=f"{repo}{i}")
+        for i in range(count)
+    ]
+
+
+async def test_list_images_reads_tags_times_and_sizes(backend: Backend) -> None:
+    digests = seed(backend, "team/app", 3)
+    async with EcrRegistry.connect(endpoint_url=backend.endpoint_url) as registry:
+        images = {i.digest: i for i in await registry.list_images("team/app")}
+    assert set(images) == set(digests)
+    first = images[digests[0]]
+    assert first.tags == ("t0",)
+    assert first.pushed_at == NOW and first.pushed_at.tzinfo is not None
+    assert first.size > 0
+
+
+async def test_list_images_follows_every_page(emulator: EmulatorBackend) -> None:
+    digests = seed(emulator, "many", 2345)
+    async with EcrRegistry.connect(endpoint_url=emulator.endpoint_url) as registry:
+        images = await registry.list_images("many")
+    assert sorted(i.digest for i in images) == sorted(digests)
+    assert emulator.store.calls["DescribeImages"] == 3  # pages of 1000
+
+
+async def test_delete_reports_each_requested_digest(backend: Backend) -> None:
+    digests = seed(backend, "app", 5)
+    gone = "sha256:" + "0" * 64  # never existed: already in the wanted state
+    async with EcrRegistry.connect(endpoint_url=backend.endpoint_url) as registry:
+        result = await registry.delete_images("app", [*digests[:3], gone])
+        left = {i.digest for i in await registry.list_images("app")}
+    assert set(result.deleted) == {*digests[:3], gone} and result.failed == ()
+    assert left == set(digests[3:])
+
+
+async def test_deleting_an_untagged_image_is_confirmed(backend: Backend) -> None:
+    """moto leaves deleted untagged images out of imageIds; the adapter must still know."""
+    backend.create_repository("app")
+    old = backend.push("app", [], NOW - timedelta(days=2), seed="old")
+    backend.push("app", ["latest"], NOW, seed="new")
+    async with EcrRegistry.connect(endpoint_url=backend.endpoint_url) as registry:
+        untagged = [i for i in await registry.list_images("app") if not i.tags]
+        result = await registry.delete_images("app", [old])
+    assert [i.digest for i in untagged] == [old]
+    assert result.deleted == (old,) and backend.digests("app") == set(backend.tags("app").values())
+
+
+async def test_more_than_100_digests_is_refused_before_any_call(emulator: EmulatorBackend) -> None:
+    async with EcrRegistry.connect(endpoint_url=emulator.endpoint_url) as registry:
+        with pytest.raises(ValueError, match="at most 100"):
+            await registry.delete_images("app", [f"sha256:{i:064x}" for i in range(101)])
+    assert emulator.store.calls["BatchDeleteImage"] == 0
+
+
+async def test_missing_repository_is_our_error_not_botocores(backend: Backend) -> None:
+    async with EcrRegistry.connect(endpoint_url=backend.endpoint_url) as registry:
+        with pytest.raises(RepositoryNotFoundError) as caught:
+            await registry.list_images("does-not-exist")
+    assert caught.value.code == "RepositoryNotFoundException"
+    assert not isinstance(caught.value, ClientError | BotoCoreError)
+
+
+async def test_lifecycle_policy_text_or_none(backend: Backend) -> None:
+    seed(backend, "app", 1)
+    async with EcrRegistry.connect(endpoint_url=backend.endpoint_url) as registry:
+        assert await registry.get_lifecycle_policy("app") is None
+
+
+async def test_throttling_is_retried_until_it_succeeds() -> None:
+    from cleaner.emulator import RegistryStore, running
+
+    store = RegistryStore()
+    store.create_repository("app")
+    async with running(store, throttle={"DescribeImages": 20}) as url:
+        async with EcrRegistry.connect(endpoint_url=url, backoff=Backoff(attempts=30)) as registry:
+            results = await asyncio.gather(*(registry.list_images("app") for _ in range(40)))
+    assert all(r == [] for r in results)
+    assert store.calls["DescribeImages"] >= 40
+
+
+async def test_throttling_surfaces_as_registry_error_when_retries_run_out() -> None:
+    from cleaner.emulator import RegistryStore, running
+
+    store = RegistryStore()
+    store.create_repository("app")
+    async with running(store, throttle={"DescribeImages": 1}) as url:
+        async with EcrRegistry.connect(endpoint_url=url, backoff=Backoff(attempts=1)) as registry:
+            outcomes = await asyncio.gather(
+                *(registry.list_images("app") for _ in range(5)), return_exceptions=True
+            )
+    errors = [o for o in outcomes if isinstance(o, RegistryError)]
+    assert errors and all(e.code == "ThrottlingException" for e in errors)
+
+
+async def test_server_errors_are_retried() -> None:
+    from cleaner.emulator import RegistryStore, running
+
+    store = RegistryStore()
+    seed_store = EmulatorBackend(store, "")
+    digests = seed(seed_store, "app", 300)
+    async with running(store, error_rate=0.3, random_seed=7) as url:
+        async with EcrRegistry.connect(endpoint_url=url) as registry:
+            for start in range(0, 300, 100):
+                result = await registry.delete_images("app", digests[start : start + 100])
+                assert result.failed == ()
+    assert store.digests("app") == []
