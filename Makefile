@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+SOURCES := cleaner tests $(wildcard bench)
 
 .PHONY: demo test lint format bench lock clean
 
@@ -17,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/ecr-cleaner demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check cleaner tests bench
-	$(BIN)/ruff format --check cleaner tests bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy cleaner
 	$(BIN)/lint-imports
 
@@ -26,8 +27,8 @@ test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 format: $(STAMP)
-	$(BIN)/ruff format cleaner tests bench
-	$(BIN)/ruff check --fix cleaner tests bench
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

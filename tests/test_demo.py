@@ -8,7 +8,7 @@ import sys
 
 
 def test_demo_plans_sweeps_and_reclaims_space() -> None:
-    done = subprocess.run(  # noqa: S603 - our own CLI
+    done = subprocess.run(
         [sys.executable, "-m", "cleaner", "demo"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
