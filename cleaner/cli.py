@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="plan, then delete what the policy expires")
     _add_run_options(sweep)
     sweep.add_argument("--dry-run", action="store_true", help="plan only, delete nothing")
+    validate = sub.add_parser("validate", help="check a policy file; exit 2 if it is invalid")
+    validate.add_argument("file", metavar="FILE")
+    _add_logging_option(validate)
     _add_emulator_parser(sub)
     demo = sub.add_parser("demo", help="run plan and sweep against a seeded local emulator")
     _add_logging_option(demo, default="WARNING")  # the demo's output is the report itself
@@ -129,6 +132,12 @@ async def dispatch(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.command in ("plan", "sweep"):
             return await _plan_or_sweep(args, out)
+        if args.command == "validate":
+            from cleaner.output import describe_policy
+            from cleaner.policy import load_policy_file
+
+            out.write(describe_policy(load_policy_file(args.file)))
+            return EXIT_OK
         if args.command == "emulator":
             from cleaner.emulator import serve
 

@@ -14,17 +14,20 @@ from datetime import datetime
 from typing import Protocol
 
 from cleaner.errors import CleanerError
+from cleaner.lifecycle import parse_policy_text
 from cleaner.model import (
+    Decision,
     DeleteFailure,
     DeleteResult,
     Image,
+    LifecyclePolicy,
     Plan,
     Repository,
     RepositoryReport,
     RunReport,
     Verdict,
 )
-from cleaner.planner import plan_repository
+from cleaner.planner import newest_first, plan_repository
 from cleaner.policy import PolicyFile
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ class Registry(Protocol):
     async def list_images(self, repository: str) -> list[Image]: ...
 
     async def delete_images(self, repository: str, digests: Iterable[str]) -> DeleteResult: ...
+
+    async def get_lifecycle_policy(self, repository: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +102,44 @@ async def prune_repository(
     api_slots: asyncio.Semaphore,
     progress: Progress | None = None,
 ) -> RepositoryReport:
-    entry = request.policy.entry_for(name)
-    assert entry is not None  # noqa: S101 - run() only passes matched names
     try:
-        async with api_slots:
-            images = await registry.list_images(name)
-        plan = plan_repository(name, images, entry.lifecycle, request.now)
+        plan = await make_plan(registry, name, request, api_slots)
     except CleanerError as error:
         log.error("%s: %s", name, error)
         return RepositoryReport(repository=name, error=str(error))
-    log.info("%s: %d images, %d to expire", name, len(images), len(plan.expire))
+    log.info("%s: %d images, %d to expire", name, len(plan.decisions), len(plan.expire))
+    limit = request.policy.safety.max_deletions
+    if limit is not None and len(plan.expire) > limit:
+        # A brake, not a trim: cutting the list would delete an arbitrary subset.
+        brake = f"max_deletions: {len(plan.expire)} planned, limit {limit}; nothing deleted"
+        log.error("%s: %s", name, brake)
+        return RepositoryReport(repository=name, plan=plan, error=brake)
     if not request.apply or not plan.expire:
         return RepositoryReport(repository=name, plan=plan)
     result = await apply_plan(registry, plan, api_slots, progress)
     return settle(plan, result)
+
+
+async def make_plan(
+    registry: Registry, name: str, request: SweepRequest, api_slots: asyncio.Semaphore
+) -> Plan:
+    """List the repository and plan it with its entry's rules and the file's protections."""
+    entry = request.policy.entry_for(name)
+    assert entry is not None  # noqa: S101 - run() only passes matched names
+    async with api_slots:
+        images = await registry.list_images(name)
+        lifecycle = entry.lifecycle or await _own_policy(registry, name)
+    if lifecycle is None:
+        reason = "kept: rules: ecr and the repository has no ECR lifecycle policy"
+        return Plan(name, tuple(Decision(i, Verdict.KEEP, reason) for i in newest_first(images)))
+    policy = request.policy
+    return plan_repository(name, images, lifecycle, request.now, policy.protect, policy.safety)
+
+
+async def _own_policy(registry: Registry, name: str) -> LifecyclePolicy | None:
+    """`rules: ecr`: the repository's own lifecycle policy, validated like any other."""
+    text = await registry.get_lifecycle_policy(name)
+    return None if text is None else parse_policy_text(text, where=f"{name}: ECR lifecycle policy")
 
 
 def settle(plan: Plan, result: DeleteResult) -> RepositoryReport:
@@ -164,7 +193,9 @@ async def apply_plan(
                 decision.reason,
             )
         for failure in result.failed:
-            log.warning(
+            level = logging.INFO if failure.code == REFERENCED_BY_INDEX else logging.WARNING
+            log.log(
+                level,
                 "%s@%s not deleted: %s %s",
                 plan.repository,
                 failure.digest,

@@ -9,11 +9,10 @@ user can fix a policy without guessing, e.g.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
-from collections.abc import Iterable, Mapping
-from typing import NoReturn, TypeVar
+from collections.abc import Mapping
 
+from cleaner.checks import choices, enum_value, fail, mapping, positive_int, show
 from cleaner.errors import PolicyError
 from cleaner.model import ActionType, CountType, LifecyclePolicy, Rule, TagStatus
 
@@ -39,15 +38,13 @@ _SELECTION_KEYS = (
 )
 _ACTION_KEYS = ("type", "targetStorageClass")
 
-_E = TypeVar("_E", bound=enum.StrEnum)
-
 
 def parse_policy_text(text: str, *, where: str = "policy") -> LifecyclePolicy:
     """Parse the JSON text ECR stores (`LifecyclePolicyText`), length limit included."""
     if not isinstance(text, str):
-        _fail(where, f"policy text must be a string, got {type(text).__name__}")
+        fail(where, f"policy text must be a string, got {type(text).__name__}")
     if len(text) > MAX_POLICY_CHARS:
-        _fail(where, f"policy text is {len(text)} characters, the limit is {MAX_POLICY_CHARS}")
+        fail(where, f"policy text is {len(text)} characters, the limit is {MAX_POLICY_CHARS}")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
@@ -57,12 +54,12 @@ def parse_policy_text(text: str, *, where: str = "policy") -> LifecyclePolicy:
 
 def parse_policy(doc: object, *, where: str = "policy") -> LifecyclePolicy:
     """Validate an already-decoded `{"rules": [...]}` object; rules come back by priority."""
-    top = _mapping(doc, where, "the policy", _TOP_KEYS, required=_TOP_KEYS)
+    top = mapping(doc, where, "the policy", _TOP_KEYS, required=_TOP_KEYS)
     raw_rules = top["rules"]
     if not isinstance(raw_rules, list):
-        _fail(where, f"rules must be a list, got {_show(raw_rules)}")
+        fail(where, f"rules must be a list, got {show(raw_rules)}")
     if not 1 <= len(raw_rules) <= MAX_RULES:
-        _fail(where, f"rules must hold 1 to {MAX_RULES} rules, got {len(raw_rules)}")
+        fail(where, f"rules must hold 1 to {MAX_RULES} rules, got {len(raw_rules)}")
     located = [_parse_rule(raw, where, i) for i, raw in enumerate(raw_rules)]
     _check_rule_set(located)
     return LifecyclePolicy(tuple(sorted((r.rule for r in located), key=lambda r: r.priority)))
@@ -81,13 +78,13 @@ class _Located:
 def _parse_rule(raw: object, where: str, index: int) -> _Located:
     loc = f"{where}: rules[{index}]"
     required = ("rulePriority", "selection", "action")
-    obj = _mapping(raw, loc, "the rule", _RULE_KEYS, required=required)
-    priority = _positive_int(obj["rulePriority"], loc, "rulePriority")
+    obj = mapping(raw, loc, "the rule", _RULE_KEYS, required=required)
+    priority = positive_int(obj["rulePriority"], loc, "rulePriority")
     short = f"rules[{index}] (rulePriority {priority})"
     loc = f"{where}: {short}"
     description = obj.get("description", "")
     if not isinstance(description, str):
-        _fail(loc, f"description must be a string, got {_show(description)}")
+        fail(loc, f"description must be a string, got {show(description)}")
     rule = _parse_selection(obj["selection"], loc, priority, description)
     action = _parse_action(obj["action"], loc)
     _check_pairing(rule.count_type, action, loc)
@@ -96,11 +93,11 @@ def _parse_rule(raw: object, where: str, index: int) -> _Located:
 
 def _parse_selection(raw: object, loc: str, priority: int, description: str) -> Rule:
     required = ("tagStatus", "countType", "countNumber")
-    sel = _mapping(raw, loc, "selection", _SELECTION_KEYS, required=required)
-    tag_status = _enum(sel["tagStatus"], TagStatus, loc, "tagStatus")
+    sel = mapping(raw, loc, "selection", _SELECTION_KEYS, required=required)
+    tag_status = enum_value(sel["tagStatus"], TagStatus, loc, "tagStatus")
     patterns, prefixes = _parse_tag_filter(sel, tag_status, loc)
-    count_type = _enum(sel["countType"], CountType, loc, "countType")
-    count_number = _positive_int(sel["countNumber"], loc, "countNumber")
+    count_type = enum_value(sel["countType"], CountType, loc, "countType")
+    count_number = positive_int(sel["countNumber"], loc, "countNumber")
     _check_count_unit(sel, count_type, loc)
     storage_class = _parse_storage_class(sel, count_type, loc)
     return Rule(
@@ -124,20 +121,20 @@ def _parse_tag_filter(
     has_patterns, has_prefixes = "tagPatternList" in sel, "tagPrefixList" in sel
     if tag_status is not TagStatus.TAGGED:
         if has_patterns or has_prefixes:
-            _fail(loc, f'tagStatus "{tag_status}" must omit tagPatternList and tagPrefixList')
+            fail(loc, f'tagStatus "{tag_status}" must omit tagPatternList and tagPrefixList')
         return (), ()
     if has_patterns and has_prefixes:
-        _fail(loc, 'tagStatus "tagged" takes tagPatternList or tagPrefixList, not both')
+        fail(loc, 'tagStatus "tagged" takes tagPatternList or tagPrefixList, not both')
     if has_patterns:
         return _tag_list(sel["tagPatternList"], loc, "tagPatternList", MAX_WILDCARDS), ()
     if has_prefixes:
         return (), _tag_list(sel["tagPrefixList"], loc, "tagPrefixList", 0)
-    _fail(loc, 'tagStatus "tagged" needs tagPatternList or tagPrefixList')
+    fail(loc, 'tagStatus "tagged" needs tagPatternList or tagPrefixList')
 
 
 def _tag_list(value: object, loc: str, field: str, max_wildcards: int) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        _fail(loc, f"{field} must be a non-empty list of strings, got {_show(value)}")
+        fail(loc, f"{field} must be a non-empty list of strings, got {show(value)}")
     for i, entry in enumerate(value):
         _check_tag_entry(entry, loc, f"{field}[{i}]", max_wildcards)
     return tuple(value)
@@ -145,27 +142,27 @@ def _tag_list(value: object, loc: str, field: str, max_wildcards: int) -> tuple[
 
 def _check_tag_entry(entry: object, loc: str, field: str, max_wildcards: int) -> None:
     if not isinstance(entry, str) or not entry:
-        _fail(loc, f"{field} must be a non-empty string, got {_show(entry)}")
+        fail(loc, f"{field} must be a non-empty string, got {show(entry)}")
     stars = entry.count("*")
     if len(entry) - stars > MAX_TAG_CHARS:  # a `*` may match nothing, so it does not count
-        _fail(loc, f"{field} is longer than any tag can be ({MAX_TAG_CHARS} characters)")
+        fail(loc, f"{field} is longer than any tag can be ({MAX_TAG_CHARS} characters)")
     if max_wildcards == 0 and stars:
         # ECR does not say what "*" means in a prefix; refusing it is safer than guessing.
-        _fail(loc, f'{field} "{entry}" contains "*"; prefixes are literal, use tagPatternList')
+        fail(loc, f'{field} "{entry}" contains "*"; prefixes are literal, use tagPatternList')
     if stars > max_wildcards:
-        _fail(loc, f'{field} "{entry}" has {stars} wildcards, at most {max_wildcards} allowed')
+        fail(loc, f'{field} "{entry}" has {stars} wildcards, at most {max_wildcards} allowed')
 
 
 def _check_count_unit(sel: Mapping[str, object], count_type: CountType, loc: str) -> None:
     # "an error will occur if you specify a count unit when countType is any other value"
     if count_type is CountType.IMAGE_COUNT_MORE_THAN:
         if "countUnit" in sel:
-            _fail(loc, 'countUnit is not allowed with countType "imageCountMoreThan"')
+            fail(loc, 'countUnit is not allowed with countType "imageCountMoreThan"')
         return
     if "countUnit" not in sel:
-        _fail(loc, f'countType "{count_type}" needs countUnit "days"')
+        fail(loc, f'countType "{count_type}" needs countUnit "days"')
     if sel["countUnit"] != "days":
-        _fail(loc, f'countUnit must be "days", got {_show(sel["countUnit"])}')
+        fail(loc, f'countUnit must be "days", got {show(sel["countUnit"])}')
 
 
 def _parse_storage_class(sel: Mapping[str, object], count_type: CountType, loc: str) -> str:
@@ -173,24 +170,24 @@ def _parse_storage_class(sel: Mapping[str, object], count_type: CountType, loc: 
     # with sinceImageTransitioned and sinceImageTransitioned only with archive.
     storage_class = sel.get("storageClass", STANDARD)
     if storage_class not in _STORAGE_CLASSES:
-        _fail(loc, f"storageClass must be {_choices(_STORAGE_CLASSES)}, got {_show(storage_class)}")
+        fail(loc, f"storageClass must be {choices(_STORAGE_CLASSES)}, got {show(storage_class)}")
     transitioned = count_type is CountType.SINCE_IMAGE_TRANSITIONED
     if transitioned and storage_class != ARCHIVE:
-        _fail(loc, 'countType "sinceImageTransitioned" needs storageClass "archive"')
+        fail(loc, 'countType "sinceImageTransitioned" needs storageClass "archive"')
     if storage_class == ARCHIVE and not transitioned:
-        _fail(loc, 'storageClass "archive" is only allowed with countType "sinceImageTransitioned"')
+        fail(loc, 'storageClass "archive" is only allowed with countType "sinceImageTransitioned"')
     return str(storage_class)
 
 
 def _parse_action(raw: object, loc: str) -> ActionType:
-    act = _mapping(raw, loc, "action", _ACTION_KEYS, required=("type",))
-    action = _enum(act["type"], ActionType, loc, "action.type")
+    act = mapping(raw, loc, "action", _ACTION_KEYS, required=("type",))
+    action = enum_value(act["type"], ActionType, loc, "action.type")
     has_target = "targetStorageClass" in act
     if action is ActionType.EXPIRE and has_target:
-        _fail(loc, 'action.type "expire" must omit action.targetStorageClass')
+        fail(loc, 'action.type "expire" must omit action.targetStorageClass')
     if action is ActionType.TRANSITION and act.get("targetStorageClass") != ARCHIVE:
-        got = _show(act["targetStorageClass"]) if has_target else "nothing"
-        _fail(loc, f'action.type "transition" needs targetStorageClass "archive", got {got}')
+        got = show(act["targetStorageClass"]) if has_target else "nothing"
+        fail(loc, f'action.type "transition" needs targetStorageClass "archive", got {got}')
     return action
 
 
@@ -198,9 +195,9 @@ def _check_pairing(count_type: CountType, action: ActionType, loc: str) -> None:
     # "The sinceImagePulled count type must be used with the transition action."
     # "The sinceImageTransitioned count type must be used with the expire action ..."
     if count_type is CountType.SINCE_IMAGE_PULLED and action is not ActionType.TRANSITION:
-        _fail(loc, 'countType "sinceImagePulled" needs action.type "transition"')
+        fail(loc, 'countType "sinceImagePulled" needs action.type "transition"')
     if count_type is CountType.SINCE_IMAGE_TRANSITIONED and action is not ActionType.EXPIRE:
-        _fail(loc, 'countType "sinceImageTransitioned" needs action.type "expire"')
+        fail(loc, 'countType "sinceImageTransitioned" needs action.type "expire"')
 
 
 def _check_rule_set(located: list[_Located]) -> None:
@@ -209,7 +206,7 @@ def _check_rule_set(located: list[_Located]) -> None:
     for item in located:
         other = first.setdefault(item.rule.priority, item)
         if other is not item:
-            _fail(item.loc, f"rulePriority {item.rule.priority} is already used by {other.short}")
+            fail(item.loc, f"rulePriority {item.rule.priority} is already used by {other.short}")
     for storage_class in _STORAGE_CLASSES:
         group = [item for item in located if item.rule.storage_class == storage_class]
         _check_any_is_last(group)
@@ -226,7 +223,7 @@ def _check_any_is_last(group: list[_Located]) -> None:
     for item in group:
         if item.rule.tag_status is TagStatus.ANY and item is not last:
             cls = item.rule.storage_class
-            _fail(
+            fail(
                 item.loc,
                 f'tagStatus "any" must have the highest rulePriority among storageClass '
                 f'"{cls}" rules, but {last.short} comes after it',
@@ -240,7 +237,7 @@ def _check_one_untagged(group: list[_Located]) -> None:
     if len(untagged) > 1:
         first, second = sorted(untagged, key=lambda item: item.rule.priority)[:2]
         cls = second.rule.storage_class
-        _fail(
+        fail(
             second.loc,
             f'only one storageClass "{cls}" rule may select untagged images; {first.short} does',
         )
@@ -258,50 +255,4 @@ def _check_unique_tag_sets(group: list[_Located]) -> None:
         key = (field, frozenset(rule.tag_patterns or rule.tag_prefixes))
         other = seen.setdefault(key, item)
         if other is not item:
-            _fail(item.loc, f"{field} repeats the tag set of {other.short}; each must be unique")
-
-
-def _mapping(
-    value: object, loc: str, what: str, allowed: Iterable[str], *, required: Iterable[str]
-) -> Mapping[str, object]:
-    if not isinstance(value, dict):
-        _fail(loc, f"{what} must be an object, got {_show(value)}")
-    allowed = tuple(allowed)
-    unknown = sorted(str(key) for key in value if key not in allowed)
-    if unknown:
-        _fail(loc, f'{what} has unknown key "{unknown[0]}" (allowed: {", ".join(allowed)})')
-    for key in required:
-        if key not in value:
-            _fail(loc, f'{what} is missing required key "{key}"')
-    return value
-
-
-def _positive_int(value: object, loc: str, field: str) -> int:
-    # bool is a subclass of int in Python, but `true` is not an integer in JSON.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        _fail(loc, f"{field} must be a positive integer, got {_show(value)}")
-    return value
-
-
-def _enum(value: object, kind: type[_E], loc: str, field: str) -> _E:
-    choices = tuple(member.value for member in kind)
-    if not isinstance(value, str) or value not in choices:
-        _fail(loc, f"{field} must be {_choices(choices)}, got {_show(value)}")
-    return kind(value)
-
-
-def _choices(values: Iterable[str]) -> str:
-    return " or ".join(f'"{v}"' for v in values)
-
-
-def _show(value: object) -> str:
-    """Render a bad value as JSON, so `null`, `true` and `"5"` read as the user wrote them."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fail(loc: str, message: str) -> NoReturn:
-    raise PolicyError(f"{loc}: {message}")
+            fail(item.loc, f"{field} repeats the tag set of {other.short}; each must be unique")

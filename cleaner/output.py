@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cleaner.model import Decision, RepositoryReport, RunReport
+from cleaner.policy import PolicyFile
+from cleaner.protections import Protections, format_duration
 
 
 def report_to_json(report: RunReport) -> dict[str, Any]:
@@ -133,3 +135,42 @@ def format_bytes(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def describe_policy(policy: PolicyFile) -> str:
+    """The summary `ecr-cleaner validate` prints for a valid file."""
+    lines = [f"{policy.source}: valid", "repositories (first match wins):"]
+    for entry in policy.entries:
+        rules = (
+            "the repository's own ECR lifecycle policy"
+            if entry.lifecycle is None
+            else _count(len(entry.lifecycle.rules), "rule")
+        )
+        lines.append(f"  {', '.join(entry.match)}: {rules}")
+    if not any("*" in entry.match for entry in policy.entries):
+        lines.append("  anything else: left alone")
+    lines.append("protect: " + "; ".join(_protections(policy.protect)))
+    limit = policy.safety.max_deletions
+    lines.append(
+        f"safety: keep_at_least {policy.safety.keep_at_least}, "
+        f"max_deletions {'none' if limit is None else limit}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _protections(protect: Protections) -> list[str]:
+    parts = []
+    if protect.tags:
+        parts.append("tags " + ", ".join(protect.tags))
+    if protect.tag_regex:
+        parts.append("tag_regex " + ", ".join(r.pattern for r in protect.tag_regex))
+    if protect.semver:
+        parts.append(f"semver top {protect.semver.keep} per {protect.semver.per}")
+    parts.append(f"newer_than {format_duration(protect.newer_than)}")
+    window = protect.pulled_within
+    parts.append(f"pulled_within {format_duration(window) if window else 'off'}")
+    return parts
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

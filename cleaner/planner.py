@@ -37,16 +37,23 @@ from cleaner.model import (
     TagStatus,
     Verdict,
 )
+from cleaner.protections import NO_PROTECTIONS, NO_SAFETY, Protections, Safety, protect
 
 _DAY = timedelta(days=1)
 _ARCHIVE_NOTE = "ECR would archive it, ecr-cleaner does not archive"
 
 
 def plan_repository(
-    repository: str, images: Iterable[Image], policy: LifecyclePolicy, now: datetime
+    repository: str,
+    images: Iterable[Image],
+    policy: LifecyclePolicy,
+    now: datetime,
+    protections: Protections = NO_PROTECTIONS,
+    safety: Safety = NO_SAFETY,
 ) -> Plan:
-    """`evaluate` wrapped into a `Plan` for one repository."""
-    return Plan(repository=repository, decisions=tuple(evaluate(images, policy, now)))
+    """The exact ECR evaluation, then the protections that may only turn expire into keep."""
+    decisions = protect(evaluate(images, policy, now), protections, safety, now)
+    return Plan(repository=repository, decisions=tuple(decisions))
 
 
 def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) -> list[Decision]:

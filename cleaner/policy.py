@@ -1,22 +1,41 @@
-"""The policy file: which lifecycle rules apply to which repository.
+"""The policy file: which rules apply to which repository, what is always kept, safety limits.
 
-Parsing happens here, once, at the edge; everything after works on frozen, validated data.
-A bare ECR lifecycle document (`{"rules": [...]}`) is a complete policy file that applies to
-every repository.
+Parsing happens here, once, at the edge (CLI, receiver, manual trigger all call
+`load_policy_file`); everything after works on frozen, validated data. A bare ECR lifecycle
+document (`{"rules": [...]}`) is a complete policy file that applies to every repository.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
 
+from cleaner.checks import choices, fail, mapping, positive_int, show
 from cleaner.errors import PolicyError
 from cleaner.lifecycle import parse_policy
 from cleaner.model import LifecyclePolicy
+from cleaner.protections import (
+    SEMVER_SCOPES,
+    Protections,
+    Safety,
+    SemverKeep,
+    parse_duration,
+)
+
+USE_ECR_POLICY = "ecr"
+_TOP_KEYS = ("repositories", "protect", "safety")
+_ENTRY_KEYS = ("match", "rules")
+_PROTECT_KEYS = ("tags", "tag_regex", "semver", "newer_than", "pulled_within")
+_SAFETY_KEYS = ("keep_at_least", "max_deletions")
+# Characters a glob on ECR repository names can sensibly hold: the name alphabet plus glob syntax.
+_GLOB_CHARS = re.compile(r"[a-z0-9._/\-*?\[\]!]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +43,8 @@ class RepositoryEntry:
     """One `repositories:` entry: the globs it matches and the rules it applies."""
 
     match: tuple[str, ...]
-    lifecycle: LifecyclePolicy
+    lifecycle: LifecyclePolicy | None
+    """None means `rules: ecr`: use the repository's own ECR lifecycle policy."""
 
     def matches(self, repository: str) -> bool:
         return any(fnmatch.fnmatchcase(repository, pattern) for pattern in self.match)
@@ -33,6 +53,8 @@ class RepositoryEntry:
 @dataclass(frozen=True, slots=True)
 class PolicyFile:
     entries: tuple[RepositoryEntry, ...]
+    protect: Protections = field(default_factory=Protections)
+    safety: Safety = field(default_factory=Safety)
     source: str = "policy"
 
     def entry_for(self, repository: str) -> RepositoryEntry | None:
@@ -71,6 +93,113 @@ def _one_line(error: yaml.YAMLError) -> str:
 
 def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:
     if not isinstance(doc, dict):
-        raise PolicyError(f"{source}: expected a mapping with 'rules', got {type(doc).__name__}")
-    lifecycle = parse_policy(doc, where=source)
-    return PolicyFile(entries=(RepositoryEntry(("*",), lifecycle),), source=source)
+        fail(source, f"expected a mapping with 'repositories' or 'rules', got {show(doc)}")
+    if "rules" in doc:  # a bare ECR lifecycle document: one entry for every repository
+        if set(doc) - {"rules"}:
+            extra = sorted(set(doc) - {"rules"})[0]
+            fail(source, f'a bare ECR lifecycle document has only "rules"; found "{extra}"')
+        return PolicyFile(
+            (RepositoryEntry(("*",), parse_policy(doc, where=source)),), source=source
+        )
+    top = mapping(doc, source, "the policy file", _TOP_KEYS, required=("repositories",))
+    return PolicyFile(
+        entries=_entries(top["repositories"], source),
+        protect=parse_protect(top.get("protect", {}), f"{source}: protect"),
+        safety=parse_safety(top.get("safety", {}), f"{source}: safety"),
+        source=source,
+    )
+
+
+def _entries(raw: object, source: str) -> tuple[RepositoryEntry, ...]:
+    if not isinstance(raw, list) or not raw:
+        fail(source, f"repositories must be a non-empty list of entries, got {show(raw)}")
+    return tuple(_entry(item, f"{source}: repositories[{i}]") for i, item in enumerate(raw))
+
+
+def _entry(raw: object, loc: str) -> RepositoryEntry:
+    obj = mapping(raw, loc, "the entry", _ENTRY_KEYS, required=_ENTRY_KEYS)
+    globs = _globs(obj["match"], loc)
+    loc = f"{loc} (match {show(list(globs) if len(globs) > 1 else globs[0])})"
+    rules = obj["rules"]
+    if rules == USE_ECR_POLICY:
+        return RepositoryEntry(globs, None)
+    if not isinstance(rules, list):
+        fail(loc, f'rules must be a list of ECR lifecycle rules or "ecr", got {show(rules)}')
+    return RepositoryEntry(globs, parse_policy({"rules": rules}, where=loc))
+
+
+def _globs(raw: object, loc: str) -> tuple[str, ...]:
+    values = [raw] if isinstance(raw, str) else raw
+    if not isinstance(values, list) or not values:
+        fail(loc, f"match must be a glob or a non-empty list of globs, got {show(raw)}")
+    for glob in values:
+        if not isinstance(glob, str) or not glob:
+            fail(loc, f"match globs must be non-empty strings, got {show(glob)}")
+        if not _GLOB_CHARS.fullmatch(glob):
+            fail(loc, f"match glob {show(glob)} can never match: repository names are "
+                 "lowercase letters, digits, '.', '_', '-' and '/'")  # fmt: skip
+        if glob.count("[") != glob.count("]"):
+            fail(loc, f"match glob {show(glob)} has an unclosed [")
+    return tuple(values)
+
+
+def parse_protect(raw: object, loc: str) -> Protections:
+    obj = mapping(raw, loc, "protect", _PROTECT_KEYS, required=())
+    return Protections(
+        tags=_strings(obj.get("tags", []), loc, "tags"),
+        tag_regex=tuple(
+            _regex(r, loc) for r in _strings(obj.get("tag_regex", []), loc, "tag_regex")
+        ),
+        semver=_semver(obj["semver"], f"{loc}.semver") if "semver" in obj else None,
+        newer_than=_or_default(_duration(obj, "newer_than", loc), Protections().newer_than),
+        pulled_within=_duration(obj, "pulled_within", loc),
+    )
+
+
+def parse_safety(raw: object, loc: str) -> Safety:
+    obj = mapping(raw, loc, "safety", _SAFETY_KEYS, required=())
+    keep = obj.get("keep_at_least", Safety().keep_at_least)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        fail(loc, f"keep_at_least must be a whole number >= 0, got {show(keep)}")
+    limit = obj.get("max_deletions")
+    return Safety(
+        keep_at_least=keep,
+        max_deletions=None if limit is None else positive_int(limit, loc, "max_deletions"),
+    )
+
+
+def _strings(raw: object, loc: str, name: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
+        fail(loc, f"{name} must be a list of non-empty strings, got {show(raw)}")
+    return tuple(raw)
+
+
+def _regex(pattern: str, loc: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise PolicyError(
+            f"{loc}: tag_regex {show(pattern)} is not a valid regex: {error}"
+        ) from error
+
+
+def _semver(raw: object, loc: str) -> SemverKeep:
+    obj = mapping(raw, loc, "semver", ("keep", "per"), required=("keep",))
+    per = obj.get("per", "none")
+    if per not in SEMVER_SCOPES:
+        fail(loc, f"per must be {choices(SEMVER_SCOPES)}, got {show(per)}")
+    scope = next(s for s in SEMVER_SCOPES if s == per)
+    return SemverKeep(keep=positive_int(obj["keep"], loc, "keep"), per=scope)
+
+
+def _or_default(value: timedelta | None, default: timedelta) -> timedelta:
+    return default if value is None else value
+
+
+def _duration(obj: Mapping[str, object], key: str, loc: str) -> timedelta | None:
+    if key not in obj:
+        return None
+    try:
+        return parse_duration(obj[key])
+    except ValueError as error:
+        raise PolicyError(f"{loc}: {key}: {error}") from error

@@ -54,6 +54,8 @@ class Backend(Protocol):
 
     def tags(self, repository: str) -> dict[str, str]: ...
 
+    def set_lifecycle_policy(self, repository: str, text: str) -> None: ...
+
 
 class EmulatorBackend:
     name = "emulator"
@@ -78,6 +80,9 @@ class EmulatorBackend:
 
     def tags(self, repository: str) -> dict[str, str]:
         return dict(self.store.tags(repository))
+
+    def set_lifecycle_policy(self, repository: str, text: str) -> None:
+        self.store.repository(repository).policy = text
 
 
 class MotoBackend:
@@ -115,6 +120,9 @@ class MotoBackend:
         for image in repo.images:
             if image.image_digest == digest:
                 image.image_pushed_at = pushed_at.timestamp()
+
+    def set_lifecycle_policy(self, repository: str, text: str) -> None:
+        self.client.put_lifecycle_policy(repositoryName=repository, lifecyclePolicyText=text)
 
     def _describe(self, repository: str) -> list[dict[str, Any]]:
         pages = self.client.get_paginator("describe_images").paginate(repositoryName=repository)

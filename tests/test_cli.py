@@ -165,7 +165,7 @@ async def test_aws_worked_examples_through_plan_json(
 
 
 def run_process(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own CLI
+    return subprocess.run(
         [sys.executable, "-m", "cleaner", *argv],
         capture_output=True,
         text=True,
