@@ -169,46 +169,51 @@ async def apply_plan(
     api_slots: asyncio.Semaphore,
     progress: Progress | None = None,
 ) -> DeleteResult:
-    """Delete the plan's expired images, oldest first, in concurrent batches of 100."""
+    """Delete the plan's expired images, oldest first, in batches of 100.
+
+    Batches of one repository go one after another (repositories run concurrently): the
+    order stays meaningful (oldest first, parents before children), an interrupted sweep has
+    removed the oldest images, and a server that is not safe under concurrent deletes in one
+    repository (moto is not) still ends in the planned state.
+    """
     progress = progress or Progress()
-    reasons = {d.image.digest: d for d in plan.expire}
     digests = [d.image.digest for d in reversed(plan.expire)]
-    batches = [digests[i : i + BATCH_LIMIT] for i in range(0, len(digests), BATCH_LIMIT)]
-
-    async def delete(batch: Sequence[str]) -> DeleteResult:
+    deleted: list[str] = []
+    failed: list[DeleteFailure] = []
+    for start in range(0, len(digests), BATCH_LIMIT):
+        batch = digests[start : start + BATCH_LIMIT]
         async with api_slots:
-            try:
-                result = await registry.delete_images(plan.repository, batch)
-            except CleanerError as error:  # the whole batch failed; keep going with the rest
-                log.error("%s: delete failed: %s", plan.repository, error)
-                code = getattr(error, "code", "") or "Error"
-                return DeleteResult(failed=tuple(DeleteFailure(d, code, str(error)) for d in batch))
-        for digest in result.deleted:
-            decision = reasons[digest]
-            log.info(
-                "deleted %s@%s tags=%s: %s",
-                plan.repository,
-                digest,
-                ",".join(decision.image.tags) or "-",
-                decision.reason,
-            )
-        for failure in result.failed:
-            level = logging.INFO if failure.code == REFERENCED_BY_INDEX else logging.WARNING
-            log.log(
-                level,
-                "%s@%s not deleted: %s %s",
-                plan.repository,
-                failure.digest,
-                failure.code,
-                failure.message,
-            )
+            result = await _delete_batch(registry, plan.repository, batch)
+        _log_outcome(plan, result)
         progress.on_deleted(len(result.deleted))
-        return result
+        deleted.extend(result.deleted)
+        failed.extend(result.failed)
+    return DeleteResult(deleted=tuple(deleted), failed=tuple(failed))
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(delete(b)) for b in batches]
-    results = [t.result() for t in tasks]
-    return DeleteResult(
-        deleted=tuple(d for r in results for d in r.deleted),
-        failed=tuple(f for r in results for f in r.failed),
-    )
+
+async def _delete_batch(registry: Registry, repository: str, batch: Sequence[str]) -> DeleteResult:
+    try:
+        return await registry.delete_images(repository, batch)
+    except CleanerError as error:  # the whole batch failed: data for the report, keep going
+        log.error("%s: delete failed: %s", repository, error)
+        code = getattr(error, "code", "") or "Error"
+        return DeleteResult(failed=tuple(DeleteFailure(d, code, str(error)) for d in batch))
+
+
+def _log_outcome(plan: Plan, result: DeleteResult) -> None:
+    """One line per deleted image (the audit trail in the logs) and per failure."""
+    decisions = {d.image.digest: d for d in plan.expire}
+    for digest in result.deleted:
+        decision = decisions[digest]
+        tags = ",".join(decision.image.tags) or "-"
+        log.info("deleted %s@%s tags=%s: %s", plan.repository, digest, tags, decision.reason)
+    for failure in result.failed:
+        level = logging.INFO if failure.code == REFERENCED_BY_INDEX else logging.WARNING
+        log.log(
+            level,
+            "%s@%s not deleted: %s %s",
+            plan.repository,
+            failure.digest,
+            failure.code,
+            failure.message,
+        )
