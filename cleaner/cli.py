@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a policy file; exit 2 if it is invalid")
     validate.add_argument("file", metavar="FILE")
     _add_logging_option(validate)
+    serve = sub.add_parser("serve", help="receive EventBridge push events and prune at once")
+    from cleaner.receiver.serve import add_serve_arguments
+
+    add_serve_arguments(serve)
     _add_emulator_parser(sub)
     demo = sub.add_parser("demo", help="run plan and sweep against a seeded local emulator")
     _add_logging_option(demo, default="WARNING")  # the demo's output is the report itself
@@ -132,6 +136,10 @@ async def dispatch(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.command in ("plan", "sweep"):
             return await _plan_or_sweep(args, out)
+        if args.command == "serve":
+            from cleaner.receiver.serve import run_serve
+
+            return await run_serve(args)
         if args.command == "validate":
             from cleaner.output import describe_policy
             from cleaner.policy import load_policy_file

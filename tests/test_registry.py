@@ -91,11 +91,18 @@ async def test_throttling_is_retried_until_it_succeeds() -> None:
 
     store = RegistryStore()
     store.create_repository("app")
+    heard: list[tuple[str, str]] = []
     async with running(store, throttle={"DescribeImages": 20}) as url:
-        async with EcrRegistry.connect(endpoint_url=url, backoff=Backoff(attempts=30)) as registry:
+        async with EcrRegistry.connect(
+            endpoint_url=url,
+            backoff=Backoff(attempts=30),
+            on_call=lambda op, outcome: heard.append((op, outcome)),
+        ) as registry:
             results = await asyncio.gather(*(registry.list_images("app") for _ in range(40)))
     assert all(r == [] for r in results)
     assert store.calls["DescribeImages"] >= 40
+    assert heard.count(("DescribeImages", "ok")) == 40
+    assert heard.count(("DescribeImages", "throttled")) == store.calls["DescribeImages"] - 40 > 0
 
 
 async def test_throttling_surfaces_as_registry_error_when_retries_run_out() -> None:

@@ -1,0 +1,275 @@
+"""The HTTP edge: `make_app(deps)` builds the aiohttp application.
+
+Handlers parse, call and serialise; errors become JSON answers in one middleware. Push events
+are answered at once (EventBridge waits at most 5 s) and pruned in the background by the
+scheduler, which this module owns for the app's lifetime (`cleanup_ctx`).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from cleaner.output import report_to_json
+from cleaner.receiver.auth import TokenAuth
+from cleaner.receiver.events import (
+    Ignored,
+    InvalidRequest,
+    Scope,
+    is_repository_name,
+    parse_event,
+    parse_prune_request,
+)
+from cleaner.receiver.metrics import InstrumentedPruner, Metrics
+from cleaner.receiver.openapi import openapi_document
+from cleaner.receiver.scheduler import (
+    BacklogFull,
+    Job,
+    JobState,
+    Pruner,
+    Rejected,
+    Scheduler,
+    SchedulerSettings,
+    Submission,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024  # the issue's limit; EventBridge events are far smaller
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+EVENTS_PATH = "/events"
+# Headers an HTTP error keeps when it becomes a JSON answer (Content-Type is replaced).
+KEPT_ERROR_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """Everything the app needs, built by the caller (serve.py, tests)."""
+
+    pruner: Pruner
+    auth: TokenAuth
+    scope: Scope = field(default_factory=Scope)
+    schedule: SchedulerSettings = field(default_factory=SchedulerSettings)
+    drain_timeout_s: float = 25.0
+    """In-flight prunes get this long at shutdown; below Kubernetes' 30 s grace period."""
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+class Phase(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"
+
+
+@dataclass(slots=True)
+class Runtime:
+    scheduler: Scheduler
+    phase: Phase = Phase.STARTING
+
+
+class JobUnfinished(Exception):
+    """A waited-for job ended without a report: it raised (502) or was cancelled (503)."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job.error or f"job {job.id} was {job.state.value}")
+        self.job = job
+
+
+DEPS = web.AppKey("deps", Deps)
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def make_app(deps: Deps) -> web.Application:
+    scheduler = Scheduler(InstrumentedPruner(deps.pruner, deps.metrics), deps.schedule)
+    deps.metrics.watch(lambda: scheduler.depth, lambda: scheduler.running)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors, _authenticate])
+    app[DEPS] = deps
+    app[RUNTIME] = Runtime(scheduler)
+    app.cleanup_ctx.append(_lifetime)
+    routes = [
+        web.post(EVENTS_PATH, post_events),
+        web.post("/prune", post_prune),
+        web.get("/jobs/{id}", get_job, allow_head=False),
+        web.get("/repositories/{name:.+}/plan", get_plan, allow_head=False),
+        web.get("/healthz", healthz, allow_head=False),
+        web.get("/readyz", readyz, allow_head=False),
+        web.get("/metrics", metrics, allow_head=False),
+        web.get("/openapi.json", openapi, allow_head=False),
+    ]
+    app.add_routes(routes)
+    return app
+
+
+async def drain(app: web.Application) -> None:
+    """Fail readiness, refuse new work, let running prunes finish (bounded). Idempotent."""
+    runtime = app[RUNTIME]
+    runtime.phase = Phase.DRAINING
+    await runtime.scheduler.close(app[DEPS].drain_timeout_s)
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    app[RUNTIME].phase = Phase.READY
+    yield
+    await drain(app)
+
+
+# --- middlewares -------------------------------------------------------------------------
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place where failures become HTTP answers."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        kept = {k: error.headers[k] for k in KEPT_ERROR_HEADERS if k in error.headers}
+        return _error(error.status, error.text or error.reason, kept)
+    except InvalidRequest as error:
+        return _error(400, str(error))
+    except Rejected as error:
+        status = 429 if isinstance(error, BacklogFull) else 503
+        return _error(status, str(error), {"Retry-After": str(error.retry_after)})
+    except JobUnfinished as error:
+        if error.job.state is JobState.CANCELLED:
+            retry_after = str(request.app[DEPS].schedule.retry_after_s)
+            return _error(503, str(error), {"Retry-After": retry_after})
+        return _error(502, str(error))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal error")
+
+
+@web.middleware
+async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Everything but the probes, metrics and the API description needs the token."""
+    deps = request.app[DEPS]
+    if request.path not in PUBLIC_PATHS and not deps.auth.allows(request.headers):
+        if request.path == EVENTS_PATH:
+            deps.metrics.count_event("unauthorized")
+        raise web.HTTPUnauthorized(
+            text="missing or wrong token",
+            headers={"WWW-Authenticate": 'Bearer realm="ecr-cleaner"'},
+        )
+    return await handler(request)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+async def post_events(request: web.Request) -> web.Response:
+    deps, scheduler = request.app[DEPS], request.app[RUNTIME].scheduler
+    try:
+        answer = _receive(deps.scope, scheduler, await request.read())
+    except (web.HTTPRequestEntityTooLarge, InvalidRequest, Rejected) as error:
+        deps.metrics.count_event(_failure_status(error))
+        raise
+    deps.metrics.count_event(answer["status"])
+    accepted = answer["status"] in (Submission.ACCEPTED, Submission.COALESCED)
+    return web.json_response(answer, status=202 if accepted else 200)
+
+
+def _receive(scope: Scope, scheduler: Scheduler, body: bytes) -> dict[str, str]:
+    event = parse_event(body)
+    if isinstance(event, Ignored):
+        return {"status": "ignored", "id": event.event_id, "reason": event.reason}
+    reason = scope.mismatch(event)
+    if reason is not None:
+        return {"status": "ignored", "id": event.event_id, "reason": reason}
+    outcome = scheduler.submit_push(event.event_id, event.repository)
+    if outcome is Submission.DUPLICATE:
+        return {"status": outcome.value, "id": event.event_id}
+    log.info(
+        "push to %s: prune %s",
+        event.repository,
+        outcome.value,
+        extra={"event_id": event.event_id, "repository": event.repository, "tag": event.tag},
+    )
+    return {"status": outcome.value, "id": event.event_id, "repository": event.repository}
+
+
+def _failure_status(error: Exception) -> str:
+    if isinstance(error, web.HTTPRequestEntityTooLarge):
+        return "too_large"
+    if isinstance(error, InvalidRequest):
+        return "invalid"
+    return "throttled" if isinstance(error, BacklogFull) else "unavailable"
+
+
+async def post_prune(request: web.Request) -> web.Response:
+    wanted = parse_prune_request(await request.read())
+    job = request.app[RUNTIME].scheduler.submit_job(wanted.repositories, dry_run=wanted.dry_run)
+    if not wanted.wait:
+        location = {"Location": f"/jobs/{job.id}"}
+        return web.json_response(job_to_json(job), status=202, headers=location)
+    return await _report_when_done(job)
+
+
+async def get_plan(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if not is_repository_name(name):
+        raise InvalidRequest(f"not a valid repository name: {name[:80]!r}")
+    job = request.app[RUNTIME].scheduler.submit_job((name,), dry_run=True)
+    return await _report_when_done(job)
+
+
+async def _report_when_done(job: Job) -> web.Response:
+    await job.wait()
+    if job.report is None:
+        raise JobUnfinished(job)
+    return web.json_response(report_to_json(job.report))
+
+
+async def get_job(request: web.Request) -> web.Response:
+    job = request.app[RUNTIME].scheduler.job(request.match_info["id"])
+    if job is None:
+        raise web.HTTPNotFound(text="no such job")
+    return web.json_response(job_to_json(job))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    phase = request.app[RUNTIME].phase
+    return web.json_response({"status": phase.value}, status=200 if phase is Phase.READY else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[DEPS].metrics.exposition(request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def job_to_json(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "repositories": list(job.repositories),
+        "dry_run": job.dry_run,
+        "submitted_at": _timestamp(job.submitted_at),
+        "started_at": _timestamp(job.started_at),
+        "finished_at": _timestamp(job.finished_at),
+        "report": report_to_json(job.report) if job.report else None,
+        "error": job.error,
+    }
+
+
+def _timestamp(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None

@@ -1,0 +1,52 @@
+"""One JSON object per log line, for log shippers; `--log-format text` keeps the CLI's lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Attributes every LogRecord has; anything else on a record came in through `extra=`.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        doc.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD)
+        if record.exc_info:
+            doc["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            doc["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(doc, default=str, ensure_ascii=False)
+
+
+def formatter_for(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def use_log_format(log_format: str, logger: logging.Logger | None = None) -> None:
+    """Give the console handlers of `logger` (default: root) this format.
+
+    `cli.main` installs the stderr handler before any command runs; this only swaps its
+    formatter, so handlers that others installed (pytest's capture, say) stay as they are.
+    """
+    logger = logger or logging.getLogger()
+    for handler in logger.handlers:
+        stream = getattr(handler, "stream", None)
+        if type(handler) is logging.StreamHandler and stream in (sys.stderr, sys.stdout):
+            handler.setFormatter(formatter_for(log_format))

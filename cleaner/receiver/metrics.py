@@ -1,0 +1,119 @@
+"""Prometheus metrics, one `CollectorRegistry` per app so tests and apps never share counts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from cleaner.model import RunReport
+from cleaner.receiver.scheduler import Pruner
+
+EVENT_STATUSES = (
+    "accepted",
+    "coalesced",
+    "duplicate",
+    "ignored",
+    "invalid",
+    "too_large",
+    "unauthorized",
+    "throttled",
+    "unavailable",
+)
+PRUNE_RESULTS = ("ok", "failed", "error", "cancelled")
+# A push-triggered prune of one repository takes well under a second to a few minutes.
+PRUNE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "ecr_cleaner_events", "EventBridge deliveries by outcome", ["status"], registry=r
+        )
+        self.prunes = Counter(
+            "ecr_cleaner_prunes", "Prunes (not dry runs) by result", ["result"], registry=r
+        )
+        self.images_deleted = Counter(
+            "ecr_cleaner_images_deleted", "Images deleted by prunes", registry=r
+        )
+        self.bytes_reclaimed = Counter(
+            "ecr_cleaner_bytes_reclaimed", "Bytes of the images deleted by prunes", registry=r
+        )
+        self.ecr_calls = Counter(
+            "ecr_cleaner_ecr_calls",
+            "ECR API calls by operation and outcome",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.prune_seconds = Histogram(
+            "ecr_cleaner_prune_seconds", "Duration of prunes", buckets=PRUNE_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge(
+            "ecr_cleaner_queue_depth", "Pending repositories plus queued jobs", registry=r
+        )
+        self.prunes_running = Gauge(
+            "ecr_cleaner_prunes_running", "Prunes and jobs running now", registry=r
+        )
+        for status in EVENT_STATUSES:  # export zeros, so rates work from the first scrape
+            self.events.labels(status)
+        for result in PRUNE_RESULTS:
+            self.prunes.labels(result)
+
+    def count_event(self, status: str) -> None:
+        self.events.labels(status).inc()
+
+    def record_ecr_call(self, operation: str, outcome: str) -> None:
+        """Hook for the ECR adapter: one call per API attempt (operation: e.g. DescribeImages)."""
+        self.ecr_calls.labels(operation, outcome).inc()
+
+    def record_report(self, report: RunReport) -> None:
+        deleted = {(r.repository, d) for r in report.repositories for d in r.deleted}
+        reclaimed = sum(
+            decision.image.size
+            for r in report.repositories
+            if r.plan
+            for decision in r.plan.expire
+            if (r.repository, decision.image.digest) in deleted
+        )
+        self.images_deleted.inc(len(deleted))
+        self.bytes_reclaimed.inc(reclaimed)
+
+    def watch(self, depth: Callable[[], float], running: Callable[[], float]) -> None:
+        """Read the gauges from the scheduler at scrape time."""
+        self.queue_depth.set_function(depth)
+        self.prunes_running.set_function(running)
+
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """The text format Prometheus asked for (OpenMetrics or 0.0.4) and its content type."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+class InstrumentedPruner:
+    """Counts and times real prunes; dry runs (plans) pass through uncounted."""
+
+    def __init__(self, pruner: Pruner, metrics: Metrics) -> None:
+        self._pruner = pruner
+        self._metrics = metrics
+
+    async def prune(self, repositories: tuple[str, ...], *, dry_run: bool) -> RunReport:
+        if dry_run:
+            return await self._pruner.prune(repositories, dry_run=True)
+        result = "error"
+        started = time.perf_counter()
+        try:
+            report = await self._pruner.prune(repositories, dry_run=False)
+            result = "ok" if report.ok else "failed"
+            self._metrics.record_report(report)
+            return report
+        except asyncio.CancelledError:
+            result = "cancelled"
+            raise
+        finally:
+            self._metrics.prunes.labels(result).inc()
+            self._metrics.prune_seconds.observe(time.perf_counter() - started)

@@ -1,0 +1,40 @@
+"""The engine behind the receiver's `Pruner` port: the same `engine.run` that `sweep` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from cleaner.engine import DEFAULT_CONCURRENCY, Registry, SweepRequest, run
+from cleaner.model import RunReport
+from cleaner.policy import PolicyFile
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EnginePruner:
+    """Prunes through `cleaner.engine.run`; each call reads the clock once, as `sweep` does."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        policy: PolicyFile,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._registry = registry
+        self._policy = policy
+        self._concurrency = concurrency
+        self._clock = clock
+
+    async def prune(self, repositories: tuple[str, ...], *, dry_run: bool) -> RunReport:
+        request = SweepRequest(
+            policy=self._policy,
+            now=self._clock(),
+            repositories=repositories,
+            apply=not dry_run,
+            concurrency=self._concurrency,
+        )
+        return await run(self._registry, request)

@@ -1,0 +1,308 @@
+"""The coalescing scheduler with a fake pruner: bursts, debounce, limits, dedupe, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from cleaner.errors import RegistryError
+from cleaner.model import RepositoryReport, RunReport
+from cleaner.receiver.scheduler import (
+    BacklogFull,
+    JobState,
+    RecentIds,
+    Scheduler,
+    SchedulerSettings,
+    ShuttingDown,
+    Submission,
+)
+
+
+@dataclass
+class FakePruner:
+    delay: float = 0.0
+    fail: bool = False
+    gate: asyncio.Event | None = None
+    calls: list[tuple[tuple[str, ...], bool, float]] = field(default_factory=list)
+    running: int = 0
+    max_running: int = 0
+    finished: list[tuple[str, ...]] = field(default_factory=list)
+
+    async def prune(self, repositories: tuple[str, ...], *, dry_run: bool) -> RunReport:
+        self.calls.append((repositories, dry_run, asyncio.get_running_loop().time()))
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            await asyncio.sleep(self.delay)
+            if self.fail:
+                raise RegistryError("DescribeRepositories: boom")
+            self.finished.append(repositories)
+            reports = tuple(RepositoryReport(name) for name in repositories)
+            return RunReport(dry_run=dry_run, repositories=reports)
+        finally:
+            self.running -= 1
+
+    def per_repository(self) -> Counter[str]:
+        return Counter(name for names, _, _ in self.calls for name in names)
+
+
+def settings(**overrides: float) -> SchedulerSettings:
+    base = {"debounce_s": 0.05, "max_prunes": 4, "retry_after_s": 7}
+    return SchedulerSettings(**(base | overrides))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pruner() -> FakePruner:
+    return FakePruner()
+
+
+@pytest.fixture
+async def scheduler(pruner: FakePruner) -> AsyncIterator[Scheduler]:
+    scheduler = Scheduler(pruner, settings())
+    yield scheduler
+    await scheduler.close(5)
+
+
+async def until(condition: Callable[[], object], within: float = 5.0) -> float:
+    """Poll state owned by someone else until `condition()` holds; returns the seconds taken."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - no event to await: the state is not ours
+            await asyncio.sleep(0.01)
+    return loop.time() - start
+
+
+async def settle(scheduler: Scheduler) -> None:
+    """Wait until nothing is pending, queued or running."""
+    await until(lambda: not (scheduler.depth or scheduler.running))
+
+
+async def test_a_burst_to_one_repository_is_one_prune(
+    scheduler: Scheduler, pruner: FakePruner
+) -> None:
+    outcomes = [scheduler.submit_push(f"id-{i}", "app") for i in range(5)]
+    assert outcomes == [Submission.ACCEPTED] + [Submission.COALESCED] * 4
+    assert scheduler.depth == 1
+    await settle(scheduler)
+    assert [(names, dry_run) for names, dry_run, _ in pruner.calls] == [(("app",), False)]
+
+
+async def test_the_prune_waits_for_the_debounce(pruner: FakePruner) -> None:
+    scheduler = Scheduler(pruner, settings(debounce_s=0.2))
+    start = asyncio.get_running_loop().time()
+    scheduler.submit_push("a", "app")
+    await settle(scheduler)
+    await scheduler.close(1)
+    assert pruner.calls[0][2] - start >= 0.19
+
+
+async def test_pushes_during_a_prune_queue_exactly_one_more(
+    scheduler: Scheduler, pruner: FakePruner
+) -> None:
+    pruner.gate = asyncio.Event()
+    scheduler.submit_push("first", "app")
+    await until(lambda: pruner.calls)
+    outcomes = [scheduler.submit_push(f"late-{i}", "app") for i in range(4)]
+    assert outcomes == [Submission.ACCEPTED] + [Submission.COALESCED] * 3
+    assert (scheduler.depth, scheduler.running) == (1, 1)
+    pruner.gate.set()
+    await settle(scheduler)
+    assert pruner.per_repository() == {"app": 2}
+
+
+async def test_repositories_are_pruned_concurrently_within_the_global_limit(
+    pruner: FakePruner,
+) -> None:
+    pruner.delay = 0.05
+    scheduler = Scheduler(pruner, settings(max_prunes=3))
+    for i in range(10):
+        scheduler.submit_push(f"id-{i}", f"repo-{i}")
+    await settle(scheduler)
+    await scheduler.close(1)
+    assert pruner.max_running == 3
+    assert pruner.per_repository() == {f"repo-{i}": 1 for i in range(10)}
+
+
+async def test_an_event_id_seen_before_is_a_duplicate(
+    scheduler: Scheduler, pruner: FakePruner
+) -> None:
+    assert scheduler.submit_push("same", "app") is Submission.ACCEPTED
+    await settle(scheduler)
+    assert scheduler.submit_push("same", "app") is Submission.DUPLICATE
+    assert scheduler.depth == 0
+    await settle(scheduler)
+    assert len(pruner.calls) == 1
+
+
+def test_recent_ids_forget_after_the_window_and_beyond_the_size() -> None:
+    now = [0.0]
+    ids = RecentIds(window_s=10, max_size=3, clock=lambda: now[0])
+    ids.add("a")
+    now[0] = 5
+    ids.add("b")
+    assert "a" in ids and "b" in ids
+    now[0] = 10.5
+    assert "a" not in ids and "b" in ids
+    for key in "cde":
+        ids.add(key)
+    assert len(ids) == 3 and "b" not in ids
+    assert all(key in ids for key in "cde")
+
+
+async def test_a_full_backlog_refuses_new_repositories_but_not_coalescing_pushes(
+    pruner: FakePruner,
+) -> None:
+    pruner.gate = asyncio.Event()
+    scheduler = Scheduler(pruner, settings(max_backlog=2, debounce_s=10))
+    scheduler.submit_push("1", "one")
+    scheduler.submit_push("2", "two")
+    with pytest.raises(BacklogFull) as refused:
+        scheduler.submit_push("3", "three")
+    assert refused.value.retry_after == 7
+    with pytest.raises(BacklogFull):
+        scheduler.submit_job((), dry_run=True)
+    assert scheduler.submit_push("4", "one") is Submission.COALESCED
+    pruner.gate.set()
+    await scheduler.close(2)  # drains the two pending prunes at once
+    assert sorted(pruner.finished) == [("one",), ("two",)]
+
+
+async def test_a_refused_event_is_not_remembered_so_its_retry_is_accepted(
+    pruner: FakePruner,
+) -> None:
+    scheduler = Scheduler(pruner, settings(max_backlog=1))
+    scheduler.submit_push("1", "one")
+    with pytest.raises(BacklogFull):
+        scheduler.submit_push("retried", "two")
+    await settle(scheduler)
+    assert scheduler.submit_push("retried", "two") is Submission.ACCEPTED
+    await settle(scheduler)
+    await scheduler.close(1)
+    assert pruner.per_repository() == {"one": 1, "two": 1}
+
+
+async def test_a_failing_prune_does_not_stop_the_repository_worker(
+    scheduler: Scheduler, pruner: FakePruner, caplog: pytest.LogCaptureFixture
+) -> None:
+    pruner.fail = True
+    scheduler.submit_push("1", "app")
+    await settle(scheduler)
+    assert "prune of app failed" in caplog.text
+    pruner.fail = False
+    scheduler.submit_push("2", "app")
+    await settle(scheduler)
+    assert pruner.finished == [("app",)]
+
+
+async def test_a_job_runs_and_keeps_its_report(scheduler: Scheduler, pruner: FakePruner) -> None:
+    job = scheduler.submit_job(("a", "b"), dry_run=True)
+    assert job.state == "queued" and scheduler.job(job.id) is job
+    await job.wait()
+    assert job.state == "done" and job.report is not None
+    assert [r.repository for r in job.report.repositories] == ["a", "b"]
+    assert job.started_at and job.finished_at and job.finished_at >= job.started_at
+    assert pruner.calls[0][:2] == (("a", "b"), True)
+    assert scheduler.job("unknown") is None
+
+
+async def test_a_failing_job_says_why(scheduler: Scheduler, pruner: FakePruner) -> None:
+    pruner.fail = True
+    job = scheduler.submit_job((), dry_run=False)
+    await job.wait()
+    assert job.state is JobState.ERROR and job.report is None
+    assert job.error == "DescribeRepositories: boom"
+
+
+async def test_jobs_and_pushes_share_the_global_limit(pruner: FakePruner) -> None:
+    pruner.gate = asyncio.Event()
+    scheduler = Scheduler(pruner, settings(max_prunes=1, debounce_s=0))
+    scheduler.submit_push("1", "app")
+    await until(lambda: pruner.calls)
+    job = scheduler.submit_job(("other",), dry_run=False)
+    await asyncio.sleep(0.05)
+    assert job.state is JobState.QUEUED and scheduler.depth == 1
+    pruner.gate.set()
+    await job.wait()
+    await scheduler.close(1)
+    assert pruner.max_running == 1
+
+
+async def test_only_the_newest_finished_jobs_are_kept(pruner: FakePruner) -> None:
+    scheduler = Scheduler(pruner, settings(jobs_kept=2))
+    jobs = []
+    for _ in range(4):
+        jobs.append(scheduler.submit_job((), dry_run=True))
+        await jobs[-1].wait()
+    scheduler.submit_job((), dry_run=True)
+    await scheduler.close(1)
+    assert [scheduler.job(j.id) is not None for j in jobs] == [False, False, True, True]
+
+
+async def test_close_cuts_debounces_short_and_drains_what_was_accepted(
+    pruner: FakePruner,
+) -> None:
+    scheduler = Scheduler(pruner, settings(debounce_s=60))
+    scheduler.submit_push("1", "a")
+    scheduler.submit_push("2", "b")
+    start = asyncio.get_running_loop().time()
+    await scheduler.close(5)
+    assert asyncio.get_running_loop().time() - start < 1
+    assert sorted(pruner.finished) == [("a",), ("b",)]
+
+
+async def test_close_refuses_new_work_and_lets_running_prunes_finish(
+    pruner: FakePruner,
+) -> None:
+    pruner.gate = asyncio.Event()
+    scheduler = Scheduler(pruner, settings(debounce_s=0))
+    scheduler.submit_push("1", "app")
+    await until(lambda: pruner.calls)
+    scheduler.submit_push("2", "app")  # pending behind the running prune
+    closing = asyncio.create_task(scheduler.close(5))
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    with pytest.raises(ShuttingDown) as refused:
+        scheduler.submit_push("3", "app")
+    assert refused.value.retry_after == 7
+    with pytest.raises(ShuttingDown):
+        scheduler.submit_job((), dry_run=False)
+    assert scheduler.submit_push("2", "app") is Submission.DUPLICATE  # still answerable
+    pruner.gate.set()
+    await closing
+    assert pruner.finished == [("app",), ("app",)]
+    await scheduler.close(5)  # idempotent
+
+
+async def test_close_cancels_what_overruns_the_grace_period(
+    pruner: FakePruner, caplog: pytest.LogCaptureFixture
+) -> None:
+    pruner.gate = asyncio.Event()  # never opened
+    scheduler = Scheduler(pruner, settings(debounce_s=0))
+    scheduler.submit_push("1", "stuck")
+    job = scheduler.submit_job(("also-stuck",), dry_run=False)
+    await asyncio.sleep(0.02)
+    start = asyncio.get_running_loop().time()
+    await scheduler.close(0.1)
+    assert asyncio.get_running_loop().time() - start < 1
+    assert job.state is JobState.CANCELLED and job.finished
+    assert scheduler.depth == scheduler.running == 0
+    assert "cancelling 2 prunes" in caplog.text
+
+
+async def test_close_with_no_grace_still_lets_fresh_work_start_and_end(
+    pruner: FakePruner,
+) -> None:
+    pruner.gate = asyncio.Event()  # never opened
+    scheduler = Scheduler(pruner, settings(debounce_s=0))
+    job = scheduler.submit_job((), dry_run=False)
+    scheduler.submit_push("1", "app")
+    await scheduler.close(0)
+    assert job.finished and job.state is JobState.CANCELLED
+    assert (scheduler.depth, scheduler.running) == (0, 0)
