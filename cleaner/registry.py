@@ -9,8 +9,8 @@ untagged images out of `imageIds`).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from cleaner.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
 
+CallHook = Callable[[str, str], None]
 PAGE_SIZE = 1000  # ECR's maximum for DescribeImages/DescribeRepositories
 BATCH_LIMIT = 100  # ECR's maximum imageIds per BatchDeleteImage/BatchGetImage
 
@@ -55,6 +56,20 @@ ALL_MANIFEST_TYPES = [
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
 ]
+REFERRERS_PAGE_SIZE = 50  # ECR's maximum for ListImageReferrers
+# Answers meaning "this endpoint does not implement the operation". AWS JSON services answer
+# UnknownOperationException; LocalStack answers 501; moto's server crashes with an HTML 500
+# page that carries no AWS error code at all (botocore then uses the status as the code).
+UNSUPPORTED_CODES = frozenset(
+    {
+        "UnknownOperationException",
+        "InvalidAction",
+        "NotImplemented",
+        "NotImplementedException",
+        "UnsupportedOperation",
+        "UnsupportedOperationException",
+    }
+)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -66,6 +81,20 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(
         error, ConnectionError | ConnectionClosedError | HTTPClientError | ReadTimeoutError
     )
+
+
+def outcome_of(error: BaseException) -> str:
+    """How a failed attempt is counted: throttled, or any other error."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in THROTTLING_CODES or status == 429:
+            return "throttled"
+    return "error"
+
+
+def _ignore_call(operation: str, outcome: str) -> None:
+    pass
 
 
 def _translate(error: Exception, operation: str) -> RegistryError:
@@ -98,9 +127,12 @@ def _utc(value: datetime) -> datetime:
 class EcrRegistry:
     """One ECR registry (account + region) reached through an aiobotocore client."""
 
-    def __init__(self, client: Any, *, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, client: Any, *, backoff: Backoff | None = None, on_call: CallHook | None = None
+    ) -> None:
         self._client = client
         self._backoff = backoff or Backoff()
+        self._on_call = on_call or _ignore_call
 
     @classmethod
     @asynccontextmanager
@@ -113,41 +145,51 @@ class EcrRegistry:
         backoff: Backoff | None = None,
         access_key: str | None = None,
         secret_key: str | None = None,
+        on_call: CallHook | None = None,
     ) -> AsyncIterator[EcrRegistry]:
-        """Build a client from the standard AWS chain (env, profile, IRSA, AWS_ENDPOINT_URL_ECR)."""
+        """Build a client from the standard AWS chain (env, profile, IRSA, AWS_ENDPOINT_URL_ECR).
+
+        `on_call(operation, outcome)` hears every attempt: outcome ok, throttled or error.
+        """
         config = AioConfig(
             retries={"mode": "standard", "total_max_attempts": 1},  # see cleaner/retry.py
             max_pool_connections=max_connections,
             connect_timeout=10,
             read_timeout=60,
         )
-        session = get_session()
-        try:
-            client_context = session.create_client(
-                "ecr",
-                region_name=region,
-                endpoint_url=endpoint_url,
-                config=config,
-                aws_access_key_id=access_key,
-                aws_secret_access_key=secret_key,
-            )
-            async with client_context as client:
-                yield cls(client, backoff=backoff)
-        except BotoCoreError as error:  # no region, bad profile, bad endpoint URL...
-            raise ConfigError(f"cannot create the ECR client: {error}") from error
+        client_context = get_session().create_client(
+            "ecr",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=config,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+        )
+        async with AsyncExitStack() as stack:
+            try:
+                client = await stack.enter_async_context(client_context)
+            except BotoCoreError as error:  # no region, bad profile, bad endpoint URL...
+                raise ConfigError(f"cannot create the ECR client: {error}") from error
+            yield cls(client, backoff=backoff, on_call=on_call)
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         method = getattr(self._client, _snake(operation))
+
+        async def attempt() -> dict[str, Any]:
+            try:
+                result: dict[str, Any] = await method(**params)
+            except Exception as error:
+                self._on_call(operation, outcome_of(error))
+                raise
+            self._on_call(operation, "ok")
+            return result
+
         try:
-            result: dict[str, Any] = await retrying(
-                lambda: method(**params),
-                retryable=is_transient,
-                backoff=self._backoff,
-                what=operation,
+            return await retrying(
+                attempt, retryable=is_transient, backoff=self._backoff, what=operation
             )
         except (ClientError, BotoCoreError) as error:
             raise _translate(error, operation) from error
-        return result
 
     async def list_repositories(self) -> list[Repository]:
         repos: list[Repository] = []
@@ -226,6 +268,84 @@ class EcrRegistry:
         )
         present = {i["imageId"]["imageDigest"] for i in response.get("images", ())}
         return {d for d in digests if d not in present}
+
+    async def get_manifests(self, repository: str, digests: Iterable[str]) -> dict[str, str]:
+        """Manifest text by digest (indexes included), 100 per BatchGetImage call.
+
+        Digests the registry does not return (gone, or unreadable) are absent from the result.
+        """
+        wanted = list(dict.fromkeys(digests))
+        manifests: dict[str, str] = {}
+        for start in range(0, len(wanted), BATCH_LIMIT):
+            chunk = wanted[start : start + BATCH_LIMIT]
+            response = await self._call(
+                "BatchGetImage",
+                repositoryName=repository,
+                imageIds=[{"imageDigest": d} for d in chunk],
+                acceptedMediaTypes=ALL_MANIFEST_TYPES,
+            )
+            for image in response.get("images", ()):
+                digest = image.get("imageId", {}).get("imageDigest")
+                if digest in chunk and "imageManifest" in image:
+                    manifests[digest] = image["imageManifest"]
+        return manifests
+
+    async def list_referrers(self, repository: str, digest: str) -> list[str] | None:
+        """Digests of the OCI referrers of `digest` (ListImageReferrers, every page).
+
+        None when the endpoint does not implement the operation (moto, older ECR-compatible
+        servers): callers degrade to the other sources of referrer links.
+        """
+        params: dict[str, Any] = {
+            "repositoryName": repository,
+            "subjectId": {"imageDigest": digest},
+            "maxResults": REFERRERS_PAGE_SIZE,
+        }
+        found: list[str] = []
+        while True:
+            try:
+                page = await self._call_optional("ListImageReferrers", **params)
+            except RegistryError as error:
+                if error.code == "ImageNotFoundException":  # subject gone: nothing refers to it
+                    return []
+                raise
+            if page is None:
+                return None
+            found.extend(r["digest"] for r in page.get("referrers", ()) if "digest" in r)
+            if not page.get("nextToken"):
+                return found
+            params["nextToken"] = page["nextToken"]
+
+    async def _call_optional(self, operation: str, **params: Any) -> dict[str, Any] | None:
+        """`_call` for an operation the endpoint may lack: None then, and no retries for it."""
+        method = getattr(self._client, _snake(operation), None)
+        if method is None:  # a botocore too old to know the operation
+            return None
+        try:
+            result: dict[str, Any] = await retrying(
+                lambda: method(**params),
+                retryable=lambda e: is_transient(e) and not self.is_unsupported(e),
+                backoff=self._backoff,
+                what=operation,
+            )
+        except ClientError as error:
+            if self.is_unsupported(error):
+                log.debug("%s is not supported by this endpoint: %s", operation, error)
+                return None
+            raise _translate(error, operation) from error
+        except BotoCoreError as error:
+            raise _translate(error, operation) from error
+        return result
+
+    @staticmethod
+    def is_unsupported(error: BaseException) -> bool:
+        """Did the endpoint answer that it does not implement the operation?"""
+        if not isinstance(error, ClientError):
+            return False
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        no_aws_code = code == str(status)  # a bare HTTP error page, not an AWS error shape
+        return code in UNSUPPORTED_CODES or status == 501 or (no_aws_code and status in (404, 500))
 
 
 def _snake(operation: str) -> str:

@@ -1,0 +1,388 @@
+"""The artifact graph of one repository: which images exist only for the sake of another.
+
+Pure: no I/O, no clock. `cleaner.artifacts` loads the inputs; the planner ranks only the
+top-level images and `resolve_dependents` lets every other image follow its parents
+(ecr-facts.md sections 1.7 and 5, issue 4):
+
+- an index (OCI index or Docker manifest list) is the parent of every manifest it lists,
+  buildx attestation manifests included;
+- an OCI 1.1 referrer is a dependent of its `subject`;
+- a cosign tag-scheme artifact (`sha256-<hex>.sig|.att|.sbom`) is a dependent of
+  `sha256:<hex>`, but only when ALL its tags follow that scheme: cosign never gives its
+  artifacts other tags, so an image that also carries an ordinary tag is one somebody
+  uses as an image, and it is ranked like any other.
+
+A dependent is kept if any parent is kept, expired when every parent is expired. Parents
+count only while present in the repository: an index child whose indexes are all gone is an
+ordinary (top-level) image, while a referrer or cosign artifact whose subject is gone is an
+"orphan artifact" that is expired without being ranked, so it never takes a "keep N" slot.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from cleaner.model import Decision, Image, Verdict
+from cleaner.planner import newest_first
+
+
+class Relation(enum.StrEnum):
+    """How a dependent relates to its parent; the value reads "<value> of <parent>"."""
+
+    CHILD = "child"
+    ATTESTATION = "attestation"
+    SIGNATURE = "signature"
+    SBOM = "SBOM"
+    REFERRER = "referrer"
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRef:
+    """One entry of an index: a platform manifest (CHILD) or a buildx ATTESTATION manifest."""
+
+    digest: str
+    relation: Relation = Relation.CHILD
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFacts:
+    """What the graph needs from one manifest's text."""
+
+    children: tuple[ChildRef, ...] = ()
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    parent: str
+    relation: Relation
+    in_index: bool
+    """True when the registry itself holds the link (an index lists the dependent)."""
+
+
+# buildx marks attestation entries so (moby/buildkit docs/attestations/attestation-storage.md)
+_REFERENCE_TYPE = "vnd.docker.reference.type"
+_UNKNOWN_PLATFORM = {"architecture": "unknown", "os": "unknown"}
+_COSIGN_TAG = re.compile(r"(sha256|sha384|sha512)-([0-9a-f]+)\.(sig|att|sbom)")
+_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
+_COSIGN_RELATION = {
+    "sig": Relation.SIGNATURE,
+    "att": Relation.ATTESTATION,
+    "sbom": Relation.SBOM,
+}
+
+
+def manifest_facts(manifest_text: str) -> ManifestFacts:
+    """Children and subject of any manifest; empty facts for unparsable text."""
+    try:
+        doc = json.loads(manifest_text)
+    except (ValueError, RecursionError):
+        return ManifestFacts()
+    if not isinstance(doc, dict):
+        return ManifestFacts()
+    entries = doc.get("manifests")
+    listed = entries if isinstance(entries, list) else []
+    children = tuple(_child_ref(e) for e in listed if _has_digest(e))
+    subject = doc.get("subject")
+    return ManifestFacts(children, subject["digest"] if _has_digest(subject) else None)
+
+
+def index_children(manifest_text: str) -> tuple[str, ...]:
+    """Digests listed by an OCI index or Docker manifest list; () for anything else."""
+    return tuple(ref.digest for ref in manifest_facts(manifest_text).children)
+
+
+def manifest_subject(manifest_text: str) -> str | None:
+    """The OCI 1.1 `subject.digest`, if the manifest has one."""
+    return manifest_facts(manifest_text).subject
+
+
+def cosign_subject(tag: str) -> str | None:
+    """`sha256-<hex>.sig|.att|.sbom` -> `sha256:<hex>` (also sha384/sha512), else None."""
+    parts = _cosign_parts(tag)
+    return parts[0] if parts else None
+
+
+def _has_digest(value: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(value, dict) and isinstance(value.get("digest"), str)
+
+
+def _child_ref(entry: dict[str, Any]) -> ChildRef:
+    annotations = entry.get("annotations")
+    marked = isinstance(annotations, dict) and (
+        annotations.get(_REFERENCE_TYPE) == "attestation-manifest"
+    )
+    if marked or entry.get("platform") == _UNKNOWN_PLATFORM:
+        return ChildRef(entry["digest"], Relation.ATTESTATION)
+    return ChildRef(entry["digest"])
+
+
+def _cosign_parts(tag: str) -> tuple[str, Relation] | None:
+    if not tag.startswith("sha"):  # cheap exit for the ordinary tags of a large repository
+        return None
+    match = _COSIGN_TAG.fullmatch(tag)
+    if match is None or len(match[2]) != _HEX_LENGTH[match[1]]:
+        return None
+    return f"{match[1]}:{match[2]}", _COSIGN_RELATION[match[3]]
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactGraph:
+    """Parent links between the images of one repository; build it with `build_graph`."""
+
+    _up: Mapping[str, tuple[Edge, ...]]
+    """Dependent -> edges to its present parents, index edges first."""
+    _down: Mapping[str, Sequence[str]]
+    """Parent -> its present dependents."""
+    _orphans: Mapping[str, Edge]
+    """Orphan artifact -> the edge to its (gone) subject."""
+
+    def parents(self, digest: str) -> frozenset[str]:
+        """Parents present in the repository; empty for top-level images and orphans."""
+        return frozenset(e.parent for e in self._up.get(digest, ()))
+
+    def edges(self, digest: str) -> tuple[Edge, ...]:
+        return self._up.get(digest, ())
+
+    def dependents(self, digest: str) -> tuple[str, ...]:
+        """Images that follow this one (children, attestations, signatures, referrers)."""
+        return tuple(self._down.get(digest, ()))
+
+    def _edge(self, child: str, parent: str) -> Edge:
+        for edge in self._up[child]:
+            if edge.parent == parent:
+                return edge
+        raise KeyError((child, parent))
+
+    def relation(self, digest: str) -> Relation | None:
+        """The main relation (an index link first); None for ordinary images."""
+        edges = self._up.get(digest)
+        if edges:
+            return edges[0].relation
+        orphan = self._orphans.get(digest)
+        return orphan.relation if orphan else None
+
+    def is_dependent(self, digest: str) -> bool:
+        return digest in self._up
+
+    def is_orphan_artifact(self, digest: str) -> bool:
+        """A signature/attestation/SBOM/referrer whose subject is gone: expire it unranked."""
+        return digest in self._orphans
+
+    def orphan_subject(self, digest: str) -> str | None:
+        orphan = self._orphans.get(digest)
+        return orphan.parent if orphan else None
+
+    def top_level(self, images: Iterable[Image]) -> list[Image]:
+        """The images the planner ranks: no present parent and not an orphan artifact."""
+        return [i for i in images if i.digest not in self._up and i.digest not in self._orphans]
+
+
+def build_graph(
+    images: Sequence[Image],
+    index_children: Mapping[str, Sequence[ChildRef | str]],
+    referrer_subjects: Mapping[str, str],
+) -> ArtifactGraph:
+    """Link the repository's images.
+
+    `index_children`: index digest -> its entries (a bare digest counts as a CHILD);
+    `referrer_subjects`: referrer digest -> subject digest, used where `Image.subject`
+    (subjectManifestDigest, authoritative when present) is missing.
+    """
+    links = _Links({image.digest for image in images})
+    for parent, refs in index_children.items():
+        if parent in links.present:
+            shared = Edge(parent, Relation.CHILD, True)  # one object for most entries
+            for ref in refs:
+                if isinstance(ref, str) or ref.relation is Relation.CHILD:
+                    links.add(ref if isinstance(ref, str) else ref.digest, shared)
+                else:
+                    links.add(ref.digest, Edge(parent, ref.relation, True))
+    for image in images:
+        if image.tags or image.subject or image.digest in referrer_subjects:
+            for edge in _artifact_edges(image, referrer_subjects):
+                links.add(image.digest, edge)
+    return ArtifactGraph(
+        links.up, links.down, {c: e for c, e in links.gone.items() if c not in links.up}
+    )
+
+
+def _artifact_edges(image: Image, referrer_subjects: Mapping[str, str]) -> list[Edge]:
+    subject = image.subject or referrer_subjects.get(image.digest)
+    edges = [Edge(subject, Relation.REFERRER, False)] if subject else []
+    if image.tags:
+        cosign = [_cosign_parts(tag) for tag in image.tags]
+        edges += [Edge(p[0], p[1], False) for p in cosign if p] if all(cosign) else []
+    return edges
+
+
+class _Links:
+    """Collects edges; few container objects per edge, as 100k images make the GC work hard."""
+
+    def __init__(self, present: set[str]) -> None:
+        self.present = present
+        self.up: dict[str, tuple[Edge, ...]] = {}
+        self.down: dict[str, list[str]] = {}
+        self.gone: dict[str, Edge] = {}
+
+    def add(self, child: str, edge: Edge) -> None:
+        """The first edge per (child, parent) wins: index links come first."""
+        parent = edge.parent
+        if child == parent or child not in self.present:
+            return  # a self-reference is meaningless; an absent child is nothing to decide
+        if parent not in self.present:
+            self.gone.setdefault(child, edge)  # never an index link: their parent is present
+            return
+        edges = self.up.get(child, ())
+        for known in edges:
+            if known.parent == parent:
+                return
+        self.up[child] = (*edges, edge)
+        self.down.setdefault(parent, []).append(child)
+
+
+_CYCLE_REASON = "kept: in a cycle of links with no top-level parent"
+
+
+def resolve_dependents(
+    top_decisions: Sequence[Decision], graph: ArtifactGraph, images: Sequence[Image]
+) -> list[Decision]:
+    """Decisions for ALL images, newest first: top-level ones as given, the rest follow.
+
+    Raises ValueError when a top-level image has no decision. For any other image a KEEP
+    given pins it (protections may keep a tagged child; its own dependents follow it), an
+    EXPIRE given is ignored: dependents follow their parents, orphan artifacts expire.
+    """
+    ordered = newest_first(images)
+    by_digest = {image.digest: image for image in ordered}
+    roots = _root_decisions(top_decisions, graph, ordered)
+    decided = _settle(graph, roots, by_digest, loose=[])
+    loose = [digest for digest in by_digest if digest not in decided]
+    if loose:
+        # Only a cycle of links leaves images that no root reaches. Content addressing makes
+        # one rare but possible (an index whose `subject` is a descendant of one of its
+        # children; cosign tags are free text): keep them, the safe side, and settle again.
+        decided = _settle(graph, roots, by_digest, loose)
+    return [decided[digest] for digest in by_digest]
+
+
+def _root_decisions(
+    top_decisions: Sequence[Decision], graph: ArtifactGraph, ordered: Sequence[Image]
+) -> dict[str, Decision]:
+    """Top-level decisions as given, orphan artifacts expired, pinned dependents kept."""
+    given = {d.image.digest: d for d in top_decisions}
+    roots: dict[str, Decision] = {}
+    orphans, dependents = graph._orphans, graph._up  # hot loop: one pass over every image
+    for image in ordered:
+        decision = given.get(image.digest)
+        if decision is not None and decision.verdict is Verdict.KEEP:
+            roots[image.digest] = decision
+        elif image.digest in orphans:
+            roots[image.digest] = _orphan_decision(image, graph)
+        elif image.digest not in dependents:
+            if decision is None:
+                raise ValueError(f"no decision for top-level image {image.digest}")
+            roots[image.digest] = decision
+    return roots
+
+
+def _settle(
+    graph: ArtifactGraph,
+    roots: Mapping[str, Decision],
+    by_digest: Mapping[str, Image],
+    loose: Sequence[str],
+) -> dict[str, Decision]:
+    decided = dict(roots)
+    decided.update((d, Decision(by_digest[d], Verdict.KEEP, _CYCLE_REASON)) for d in loose)
+    # Keep spreads first: whatever it cannot reach has no kept parent, so it expires.
+    kept = [d for d, decision in roots.items() if decision.verdict is Verdict.KEEP]
+    _spread(graph, [*kept, *loose], decided, by_digest)
+    expired = [d for d, decision in roots.items() if decision.verdict is Verdict.EXPIRE]
+    _spread(graph, expired, decided, by_digest)
+    return decided
+
+
+def _spread(
+    graph: ArtifactGraph,
+    seeds: Sequence[str],
+    decided: dict[str, Decision],
+    by_digest: Mapping[str, Image],
+) -> None:
+    """Breadth-first from decided seeds: each undecided dependent takes its parent's verdict."""
+    queue = deque(seeds)
+    while queue:
+        digest = queue.popleft()
+        children = graph._down.get(digest)
+        if not children:
+            continue
+        parent = decided[digest]
+        said: dict[tuple[Relation, int], str] = {}  # siblings share one reason string
+        for child in children:
+            if child not in decided:
+                key = (graph._edge(child, digest).relation, len(graph.edges(child)))
+                reason = said.get(key) or said.setdefault(key, _reason(parent, *key))
+                decided[child] = Decision(by_digest[child], parent.verdict, reason)
+                queue.append(child)
+
+
+def _reason(parent: Decision, relation: Relation, parents: int) -> str:
+    """`kept: child of sha256:abcd1234ef12 (v1.2, kept)`; expired ones say if there are more."""
+    word = "kept" if parent.verdict is Verdict.KEEP else "expired"
+    digest = _short(parent.image.digest)
+    reason = f"{word}: {relation} of {digest} ({_label(parent.image)}, {word})"
+    if parent.verdict is Verdict.EXPIRE and parents > 1:
+        reason += f" and {parents - 1} more parents, all expired"
+    return reason
+
+
+def _orphan_decision(image: Image, graph: ArtifactGraph) -> Decision:
+    relation, subject = graph.relation(image.digest), graph.orphan_subject(image.digest)
+    reason = f"expired: orphan {relation} of {_short(subject or '')} (subject is gone)"
+    return Decision(image, Verdict.EXPIRE, reason)
+
+
+def _short(digest: str) -> str:
+    """`sha256:` and the first 12 hex digits, like docker's short ids."""
+    return digest[: digest.find(":") + 13]
+
+
+def _label(image: Image) -> str:
+    if not image.tags:
+        return "untagged"
+    shown = ",".join(image.tags[:3])
+    return shown + ",..." if len(image.tags) > 3 else shown
+
+
+def deletion_waves(digests: Iterable[str], graph: ArtifactGraph) -> list[list[str]]:
+    """Order deletions so every parent goes in an earlier wave than its dependents.
+
+    ECR refuses to delete an index child before its index (ImageReferencedByManifestList).
+    Referrers and signatures have no such guard, but parents-first for them too means a
+    parent the registry refuses (a concurrent push) can still spare its dependents. Waves are
+    as many as the longest chain (usually 1 to 3); within a wave, any order.
+    """
+    wanted = list(dict.fromkeys(digests))
+    pending = set(wanted)
+    waiting = dict.fromkeys(wanted, 0)
+    for digest in wanted:
+        for edge in graph.edges(digest):
+            waiting[digest] += edge.parent in pending
+    waves: list[list[str]] = []
+    wave = [d for d in wanted if waiting[d] == 0]
+    while wave:
+        waves.append(wave)
+        wave = []
+        for parent in waves[-1]:
+            for child in graph._down.get(parent, ()):
+                if child in waiting:
+                    waiting[child] -= 1
+                    if waiting[child] == 0:
+                        wave.append(child)
+    stuck = [d for d in wanted if waiting[d] > 0]  # only a cycle of links gets stuck
+    return [*waves, stuck] if stuck else waves
