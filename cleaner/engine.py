@@ -13,7 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from cleaner.artifacts import ManifestCache, ManifestSource, load_graph
 from cleaner.errors import CleanerError
+from cleaner.graph import ArtifactGraph, deletion_waves
 from cleaner.lifecycle import parse_policy_text
 from cleaner.model import (
     Decision,
@@ -26,8 +28,9 @@ from cleaner.model import (
     RepositoryReport,
     RunReport,
     Verdict,
+    newest_first,
 )
-from cleaner.planner import newest_first, plan_repository
+from cleaner.planner import plan_repository
 from cleaner.policy import PolicyFile
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ REFERENCED_REASON = "kept: the registry refused, an image index still references
 BATCH_LIMIT = 100
 
 
-class Registry(Protocol):
+class Registry(ManifestSource, Protocol):
     """What the engine needs from a registry; `cleaner.registry.EcrRegistry` provides it."""
 
     async def list_repositories(self) -> list[Repository]: ...
@@ -71,23 +74,46 @@ class Progress:
     on_deleted: Callable[[int], None] = lambda count: None
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What every repository of one run shares."""
+
+    registry: Registry
+    request: SweepRequest
+    api_slots: asyncio.Semaphore
+    progress: Progress
+    cache: ManifestCache
+
+
 async def run(
-    registry: Registry, request: SweepRequest, progress: Progress | None = None
+    registry: Registry,
+    request: SweepRequest,
+    progress: Progress | None = None,
+    cache: ManifestCache | None = None,
 ) -> RunReport:
-    """Prune every requested repository; one repository's failure never stops the others."""
-    progress = progress or Progress()
+    """Prune every requested repository; one repository's failure never stops the others.
+
+    `cache` holds parsed manifests across runs (they never change for a digest); a
+    long-running caller such as the receiver passes the same one every time.
+    """
+    context = _Run(
+        registry,
+        request,
+        asyncio.Semaphore(max(1, request.concurrency)),
+        progress or Progress(),
+        cache or ManifestCache(),
+    )
     names = request.repositories or tuple(r.name for r in await registry.list_repositories())
     chosen = [n for n in names if request.policy.entry_for(n) is not None]
     for skipped in sorted(set(names) - set(chosen)):
         log.info("%s: no policy entry matches; left alone", skipped)
-    progress.on_repositories(len(chosen))
-    api_slots = asyncio.Semaphore(max(1, request.concurrency))
+    context.progress.on_repositories(len(chosen))
     repo_slots = asyncio.Semaphore(max(1, request.concurrency))
 
     async def one(name: str) -> RepositoryReport:
         async with repo_slots:
-            report = await prune_repository(registry, name, request, api_slots, progress)
-        progress.on_repository_done(report)
+            report = await prune_repository(context, name)
+        context.progress.on_repository_done(report)
         return report
 
     async with asyncio.TaskGroup() as group:
@@ -95,45 +121,43 @@ async def run(
     return RunReport(dry_run=not request.apply, repositories=tuple(t.result() for t in tasks))
 
 
-async def prune_repository(
-    registry: Registry,
-    name: str,
-    request: SweepRequest,
-    api_slots: asyncio.Semaphore,
-    progress: Progress | None = None,
-) -> RepositoryReport:
+async def prune_repository(context: _Run, name: str) -> RepositoryReport:
     try:
-        plan = await make_plan(registry, name, request, api_slots)
+        plan, graph = await make_plan(context, name)
     except CleanerError as error:
         log.error("%s: %s", name, error)
         return RepositoryReport(repository=name, error=str(error))
     log.info("%s: %d images, %d to expire", name, len(plan.decisions), len(plan.expire))
-    limit = request.policy.safety.max_deletions
+    limit = context.request.policy.safety.max_deletions
     if limit is not None and len(plan.expire) > limit:
         # A brake, not a trim: cutting the list would delete an arbitrary subset.
         brake = f"max_deletions: {len(plan.expire)} planned, limit {limit}; nothing deleted"
         log.error("%s: %s", name, brake)
         return RepositoryReport(repository=name, plan=plan, error=brake)
-    if not request.apply or not plan.expire:
+    if not context.request.apply or not plan.expire:
         return RepositoryReport(repository=name, plan=plan)
-    result = await apply_plan(registry, plan, api_slots, progress)
+    result = await apply_plan(context, plan, graph)
     return settle(plan, result)
 
 
-async def make_plan(
-    registry: Registry, name: str, request: SweepRequest, api_slots: asyncio.Semaphore
-) -> Plan:
-    """List the repository and plan it with its entry's rules and the file's protections."""
-    entry = request.policy.entry_for(name)
+async def make_plan(context: _Run, name: str) -> tuple[Plan, ArtifactGraph]:
+    """List the repository, read its artifact links, and plan it with the entry's rules."""
+    policy = context.request.policy
+    entry = policy.entry_for(name)
     assert entry is not None  # noqa: S101 - run() only passes matched names
-    async with api_slots:
+    registry = context.registry
+    async with context.api_slots:
         images = await registry.list_images(name)
         lifecycle = entry.lifecycle or await _own_policy(registry, name)
+        graph = await load_graph(registry, name, images, context.cache, concurrency=1)
     if lifecycle is None:
         reason = "kept: rules: ecr and the repository has no ECR lifecycle policy"
-        return Plan(name, tuple(Decision(i, Verdict.KEEP, reason) for i in newest_first(images)))
-    policy = request.policy
-    return plan_repository(name, images, lifecycle, request.now, policy.protect, policy.safety)
+        plan = Plan(name, tuple(Decision(i, Verdict.KEEP, reason) for i in newest_first(images)))
+        return plan, graph
+    plan = plan_repository(
+        name, images, lifecycle, context.request.now, policy.protect, policy.safety, graph=graph
+    )
+    return plan, graph
 
 
 async def _own_policy(registry: Registry, name: str) -> LifecyclePolicy | None:
@@ -163,31 +187,28 @@ def settle(plan: Plan, result: DeleteResult) -> RepositoryReport:
     )
 
 
-async def apply_plan(
-    registry: Registry,
-    plan: Plan,
-    api_slots: asyncio.Semaphore,
-    progress: Progress | None = None,
-) -> DeleteResult:
-    """Delete the plan's expired images, oldest first, in batches of 100.
+async def apply_plan(context: _Run, plan: Plan, graph: ArtifactGraph) -> DeleteResult:
+    """Delete the plan's expired images in waves (parents first), oldest first, 100 a call.
 
     Batches of one repository go one after another (repositories run concurrently): the
-    order stays meaningful (oldest first, parents before children), an interrupted sweep has
-    removed the oldest images, and a server that is not safe under concurrent deletes in one
-    repository (moto is not) still ends in the planned state.
+    order stays meaningful, an interrupted sweep has removed the oldest images, and a server
+    that is not safe under concurrent deletes in one repository (moto is not) still ends in
+    the planned state.
     """
-    progress = progress or Progress()
-    digests = [d.image.digest for d in reversed(plan.expire)]
+    oldest_first = [d.image.digest for d in reversed(plan.expire)]
+    rank = {digest: i for i, digest in enumerate(oldest_first)}
     deleted: list[str] = []
     failed: list[DeleteFailure] = []
-    for start in range(0, len(digests), BATCH_LIMIT):
-        batch = digests[start : start + BATCH_LIMIT]
-        async with api_slots:
-            result = await _delete_batch(registry, plan.repository, batch)
-        _log_outcome(plan, result)
-        progress.on_deleted(len(result.deleted))
-        deleted.extend(result.deleted)
-        failed.extend(result.failed)
+    for wave in deletion_waves(oldest_first, graph):
+        wave.sort(key=rank.__getitem__)
+        for start in range(0, len(wave), BATCH_LIMIT):
+            batch = wave[start : start + BATCH_LIMIT]
+            async with context.api_slots:
+                result = await _delete_batch(context.registry, plan.repository, batch)
+            _log_outcome(plan, result)
+            context.progress.on_deleted(len(result.deleted))
+            deleted.extend(result.deleted)
+            failed.extend(result.failed)
     return DeleteResult(deleted=tuple(deleted), failed=tuple(failed))
 
 

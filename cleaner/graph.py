@@ -28,8 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from cleaner.model import Decision, Image, Verdict
-from cleaner.planner import newest_first
+from cleaner.model import Decision, Image, Verdict, newest_first
 
 
 class Relation(enum.StrEnum):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 
 INDEX_MEDIA_TYPES = frozenset(
     {
@@ -36,6 +38,19 @@ class Image:
     @property
     def is_index(self) -> bool:
         return self.media_type in INDEX_MEDIA_TYPES
+
+
+def newest_first(images: Iterable[Image]) -> list[Image]:
+    """ECR's ranking order: youngest `pushed_at` first.
+
+    ECR does not document how it orders images pushed at the same instant. We break ties by
+    digest (ascending) so the same repository always yields the same plan: a dry run, a
+    preview and the real sweep then agree, and tests are reproducible. Never by digest alone:
+    "Expiration is always ordered by pushed_at_time".
+    """
+    by_digest = sorted(images, key=attrgetter("digest"))
+    # sorted() is stable, also with reverse=True, so equal push times keep the digest order.
+    return sorted(by_digest, key=attrgetter("pushed_at"), reverse=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,13 +19,13 @@ an expire into a keep; this module stays exactly ECR.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from itertools import compress, count, repeat
-from operator import attrgetter
 
+from cleaner.graph import ArtifactGraph, build_graph, resolve_dependents
 from cleaner.model import (
     ActionType,
     CountType,
@@ -36,6 +36,7 @@ from cleaner.model import (
     Rule,
     TagStatus,
     Verdict,
+    newest_first,
 )
 from cleaner.protections import NO_PROTECTIONS, NO_SAFETY, Protections, Safety, protect
 
@@ -50,10 +51,39 @@ def plan_repository(
     now: datetime,
     protections: Protections = NO_PROTECTIONS,
     safety: Safety = NO_SAFETY,
+    *,
+    graph: ArtifactGraph | None = None,
+    held: Mapping[str, str] | None = None,
 ) -> Plan:
-    """The exact ECR evaluation, then the protections that may only turn expire into keep."""
-    decisions = protect(evaluate(images, policy, now), protections, safety, now)
+    """Plan one repository: every image gets a verdict and a reason.
+
+    Only top-level images are ranked and counted by the rules (an index, not its platform
+    manifests; an image, not its signatures). Protections, which may only turn expire into
+    keep, apply to them next; dependents then follow their parents. Without `graph`, links
+    come from what DescribeImages shows (cosign tags, `subjectManifestDigest`).
+    """
+    images = list(images)
+    graph = graph or build_graph(images, {}, {})
+    top = graph.top_level(images)
+    decided = protect(evaluate(top, policy, now), protections, safety, now, held)
+    decisions = resolve_dependents(
+        [*decided, *_pinned(images, top, protections, now, held)], graph, images
+    )
     return Plan(repository=repository, decisions=tuple(decisions))
+
+
+def _pinned(
+    images: Sequence[Image],
+    top: Sequence[Image],
+    protections: Protections,
+    now: datetime,
+    held: Mapping[str, str] | None,
+) -> list[Decision]:
+    """Dependents a protection keeps on their own (a tagged `prod` platform manifest, say)."""
+    top_digests = {i.digest for i in top}
+    dependents = [Decision(i, Verdict.EXPIRE, "") for i in images if i.digest not in top_digests]
+    guarded = protect(dependents, protections, NO_SAFETY, now, held)
+    return [d for d in guarded if d.verdict is Verdict.KEEP]
 
 
 def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) -> list[Decision]:
@@ -78,19 +108,6 @@ def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) ->
         _decide(image, outcome, shield, views, now)
         for image, outcome, shield in zip(ordered, outcomes, shields, strict=True)
     ]
-
-
-def newest_first(images: Iterable[Image]) -> list[Image]:
-    """ECR's ranking order: youngest `pushed_at` first.
-
-    ECR does not document how it orders images pushed at the same instant. We break ties by
-    digest (ascending) so the same repository always yields the same plan: a dry run, a
-    preview and the real sweep then agree, and tests are reproducible. Never by digest alone:
-    "Expiration is always ordered by pushed_at_time".
-    """
-    by_digest = sorted(images, key=attrgetter("digest"))
-    # sorted() is stable, also with reverse=True, so equal push times keep the digest order.
-    return sorted(by_digest, key=attrgetter("pushed_at"), reverse=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -56,13 +56,27 @@ NO_SAFETY = Safety(keep_at_least=0)
 
 
 def protect(
-    decisions: Sequence[Decision], protections: Protections, safety: Safety, now: datetime
+    decisions: Sequence[Decision],
+    protections: Protections,
+    safety: Safety,
+    now: datetime,
+    held: Mapping[str, str] | None = None,
 ) -> list[Decision]:
-    """Turn protected expiries into keeps, then hold the keep_at_least floor (newest first)."""
+    """Turn protected expiries into keeps, then hold the keep_at_least floor (newest first).
+
+    `held` maps digests to a reason they must stay whatever the file says (in use by a
+    cluster); it is checked before every other protection.
+    """
     top_versions = (
         semver_top((d.image for d in decisions), protections.semver) if protections.semver else {}
     )
-    guarded = [_guard(d, protections, top_versions, now) for d in decisions]
+    held = held or {}
+    guarded = [
+        _kept(d, f"protected: {held[d.image.digest]}")
+        if d.verdict is Verdict.EXPIRE and d.image.digest in held
+        else _guard(d, protections, top_versions, now)
+        for d in decisions
+    ]
     return _floor(guarded, safety.keep_at_least)
 
 

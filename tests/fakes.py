@@ -30,6 +30,15 @@ class FakeRegistry:
     async def list_repositories(self) -> list[Repository]:
         return [Repository(name) for name in self.images]
 
+    async def get_manifests(self, repository: str, digests: Iterable[str]) -> dict[str, str]:
+        return {}
+
+    async def list_referrers(self, repository: str, digest: str) -> list[str] | None:
+        return None
+
+    async def get_lifecycle_policy(self, repository: str) -> str | None:
+        return None
+
     async def list_images(self, repository: str) -> list[Image]:
         await self._enter()
         try:
