@@ -28,3 +28,15 @@ class RegistryError(CleanerError):
 
 class RepositoryNotFoundError(RegistryError):
     """The repository does not exist (or is not visible with these credentials)."""
+
+
+class ClusterError(CleanerError):
+    """A Kubernetes cluster could not be configured, reached or listed.
+
+    With in-use protection on, this fails the prune closed: nothing is deleted blind.
+    """
+
+    def __init__(self, message: str, *, cluster: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.cluster = cluster
+        self.status = status

@@ -1,0 +1,316 @@
+"""The Kubernetes adapter against kmock's emulator, through the real kubernetes-asyncio client.
+
+`Apiserver` adds two things kmock 0.8's emulator lacks, both server-side: it honours `limit` and
+`continue` (the emulator returns every object in one page), and it recognises `watch=True`
+(kubernetes-asyncio sends `True`; kmock only recognises `watch=true`, the API server takes both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiohttp.web
+import attrs
+import kmock
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from cleaner.cluster import ClusterImages, KubeTarget, list_in_use
+from cleaner.errors import ClusterError
+from cleaner.model import Image, Repository
+from cleaner.references import in_use_protection
+from cleaner.watcher import InUseWatcher
+
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+REPO = Repository("team/app", f"{ECR}/team/app", "123456789012")
+RESOURCES = (
+    "v1/pods",
+    "apps/v1/deployments",
+    "apps/v1/replicasets",
+    "apps/v1/statefulsets",
+    "apps/v1/daemonsets",
+    "batch/v1/jobs",
+    "batch/v1/cronjobs",
+)
+DOWN = "http://127.0.0.1:9"  # the discard port: nothing listens there
+GONE = {
+    "type": "ERROR",
+    "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
+               "reason": "Expired", "message": "too old resource version"},
+}  # fmt: skip
+
+
+def digest(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+@attrs.define(kw_only=True)
+class Apiserver(kmock.KubernetesEmulator):
+    """kmock's emulator, plus paged lists and kubernetes-asyncio's spelling of watch."""
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.action is kmock.action.LIST and request.params.get("watch") == "True":
+            watch = attrs.evolve(request, action=kmock.action.WATCH)
+            self._requests[self._requests.index(request)] = watch  # reactions look it up
+            request = watch
+        return await super()._handle(request)
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        result = await super()._serve_list(request)
+        items, limit = result["items"], int(request.params.get("limit") or len(result["items"]))
+        start = int(request.params.get("continue") or 0)
+        if start + limit < len(items):
+            result["metadata"]["continue"] = str(start + limit)
+        result["items"] = items[start : start + limit]
+        return result
+
+    def lists(self, plural: str) -> list[kmock.Request]:
+        return [
+            r
+            for r in self._requests
+            if r.action is kmock.action.LIST and r.resource and r.resource.plural == plural
+        ]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[Apiserver, str]]:
+    async with Apiserver() as emulator, kmock.Server(emulator) as http:
+        for resource in RESOURCES:
+            emulator.resources[resource] = {}
+        yield emulator, str(http.url).rstrip("/")
+
+
+@pytest.fixture
+async def api(server: tuple[Apiserver, str]) -> AsyncIterator[client.ApiClient]:
+    async with client.ApiClient(client.Configuration(host=server[1])) as api_client:
+        yield api_client
+
+
+def containers(*images: str) -> dict[str, Any]:
+    return {"containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]}
+
+
+def meta(name: str, namespace: str = "prod") -> dict[str, Any]:
+    return {"name": name, "namespace": namespace}
+
+
+def template(image: str, **spec: Any) -> dict[str, Any]:
+    """A workload spec with the fields the client's models insist on."""
+    labels = {"app": "x"}
+    pods = {"metadata": {"labels": labels}, "spec": containers(image)}
+    return {"selector": {"matchLabels": labels}, "template": pods, **spec}
+
+
+async def create_pod(api: client.ApiClient, name: str, image: str, **status: Any) -> None:
+    body = {"metadata": meta(name), "spec": containers(image), "status": status}
+    await client.CoreV1Api(api).create_namespaced_pod("prod", body)
+
+
+async def test_pods_are_listed_page_by_page(
+    server: tuple[Apiserver, str], api: client.ApiClient
+) -> None:
+    emulator, _ = server
+    for i in range(7):
+        await create_pod(api, f"p{i}", f"{ECR}/team/app:v{i}")
+
+    in_use = await ClusterImages(api, "kmock", page_size=3).list_in_use()
+
+    pages = emulator.lists("pods")
+    assert [r.params.get("continue") for r in pages] == [None, "3", "6"]
+    assert all(r.params["limit"] == "3" for r in pages)
+    assert {u.ref.tag for u in in_use.uses} == {f"v{i}" for i in range(7)}
+
+
+async def test_what_the_cluster_runs_or_will_run_is_kept(api: client.ApiClient) -> None:
+    """The issue's scenario: moved tag, digest pin scaled to zero, CronJob tag; rest free."""
+    running, moved_to, pinned, nightly, unused = (digest(n) for n in range(1, 6))
+    images = [
+        Image(running, (), datetime(2025, 1, 1, tzinfo=UTC)),  # v1 used to point here
+        Image(moved_to, ("v1",), datetime(2025, 1, 2, tzinfo=UTC)),
+        Image(pinned, (), datetime(2025, 1, 3, tzinfo=UTC)),
+        Image(nightly, ("nightly",), datetime(2025, 1, 4, tzinfo=UTC)),
+        Image(unused, ("old",), datetime(2025, 1, 5, tzinfo=UTC)),
+    ]
+    await create_pod(
+        api, "api-7d9-x", f"{ECR}/team/app:v1", phase="Running",
+        containerStatuses=[{"name": "c0", "ready": True, "restartCount": 0,
+                            "image": f"{ECR}/team/app:v1",
+                            "imageID": f"docker-pullable://{ECR}/team/app@{running}"}],
+    )  # fmt: skip
+    pinned_spec = template(f"{ECR}/team/app@{pinned}", replicas=0)
+    await client.AppsV1Api(api).create_namespaced_deployment(
+        "prod", {"metadata": meta("batch"), "spec": pinned_spec}
+    )
+    cron = {"schedule": "@daily", "jobTemplate": {"spec": template(f"{ECR}/team/app:nightly")}}
+    await client.BatchV1Api(api).create_namespaced_cron_job(
+        "ops", {"metadata": meta("nightly", "ops"), "spec": cron}
+    )
+
+    in_use = await ClusterImages(api, "kmock").list_in_use()
+
+    assert in_use_protection(REPO, images, in_use) == {
+        running: "in use: prod/Pod/api-7d9-x (running)",
+        moved_to: "in use: prod/Pod/api-7d9-x (running)",
+        pinned: "in use: prod/Deployment/batch (scaled to 0)",
+        nightly: "in use: ops/CronJob/nightly",
+    }
+
+
+async def test_every_workload_kind_is_listed(api: client.ApiClient) -> None:
+    apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
+    spec = template(f"{ECR}/team/app:t")
+    await apps.create_namespaced_replica_set("prod", {"metadata": meta("rs"), "spec": spec})
+    await apps.create_namespaced_stateful_set("prod", {"metadata": meta("ss"), "spec": spec})
+    await apps.create_namespaced_daemon_set("prod", {"metadata": meta("ds"), "spec": spec})
+    await batch.create_namespaced_job("prod", {"metadata": meta("job"), "spec": spec})
+
+    in_use = await ClusterImages(api, "kmock").list_in_use()
+
+    assert {u.who for u in in_use.uses} == {
+        "prod/ReplicaSet/rs",
+        "prod/StatefulSet/ss",
+        "prod/DaemonSet/ds",
+        "prod/Job/job",
+    }
+
+
+async def test_an_unreachable_cluster_is_a_cluster_error() -> None:
+    async with client.ApiClient(client.Configuration(host=DOWN)) as api_client:
+        with pytest.raises(ClusterError, match=r"^down: list \w+s: ") as caught:
+            await ClusterImages(api_client, "down").list_in_use()
+    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+
+
+async def test_an_api_refusal_is_a_cluster_error_with_its_status(
+    server: tuple[Apiserver, str], api: client.ApiClient
+) -> None:
+    emulator, _ = server
+    refusal = {"kind": "Status", "code": 403, "message": "daemonsets.apps is forbidden"}
+    emulator[kmock.action.LIST, kmock.resource("apps/v1/daemonsets")] << 403 << refusal
+    with pytest.raises(ClusterError, match=r"list DaemonSets: HTTP 403 daemonsets\.apps is forb"):
+        await ClusterImages(api, "kmock").list_in_use()
+
+
+def test_library_errors_do_not_leak_through_the_boundary() -> None:
+    assert not issubclass(ClusterError, aiohttp.ClientError | ApiException)
+
+
+def kubeconfig(tmp_path: Path, url: str, name: str = "kc") -> str:
+    path = tmp_path / name
+    path.write_text(
+        textwrap.dedent(f"""\
+            apiVersion: v1
+            kind: Config
+            clusters: [{{name: c, cluster: {{server: "{url}"}}}}]
+            users: [{{name: u, user: {{token: t}}}}]
+            contexts: [{{name: kmock, context: {{cluster: c, user: u}}}}]
+            current-context: kmock
+            """)
+    )
+    return str(path)
+
+
+async def test_list_in_use_reads_kubeconfig_and_context(
+    server: tuple[Apiserver, str], api: client.ApiClient, tmp_path: Path
+) -> None:
+    await create_pod(api, "p", f"{ECR}/team/app:v1")
+    path = kubeconfig(tmp_path, server[1])
+
+    by_flag = await list_in_use([KubeTarget(kubeconfig=path, context="kmock")], environ={})
+    by_env = await list_in_use([KubeTarget()], environ={"KUBECONFIG": path})
+
+    assert {u.who for u in by_flag.uses} == {u.who for u in by_env.uses} == {"prod/Pod/p"}
+
+
+async def test_one_failing_cluster_fails_the_whole_list(
+    server: tuple[Apiserver, str], tmp_path: Path
+) -> None:
+    good = kubeconfig(tmp_path, server[1], "good")
+    bad = kubeconfig(tmp_path, DOWN, "bad")
+    with pytest.raises(ClusterError, match=r"bad: list"):
+        await list_in_use([KubeTarget(kubeconfig=good), KubeTarget(kubeconfig=bad)], environ={})
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (KubeTarget(kubeconfig="/nonexistent/kubeconfig"), "cannot load Kubernetes config"),
+        (KubeTarget(context="no-such-context"), "cannot load Kubernetes config"),
+    ],
+)
+async def test_bad_config_is_a_cluster_error(
+    target: KubeTarget, message: str, tmp_path: Path
+) -> None:
+    environ = {"KUBECONFIG": kubeconfig(tmp_path, DOWN)}
+    with pytest.raises(ClusterError, match=message):
+        await list_in_use([target], environ=environ)
+
+
+async def eventually(check: Any, timeout_s: float = 5) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not check():  # noqa: ASYNC110 - polls the adapter's state, which has no event
+            await asyncio.sleep(0.02)
+
+
+async def test_the_watcher_follows_new_and_deleted_pods(api: client.ApiClient) -> None:
+    await create_pod(api, "old", f"{ECR}/team/app:v1")
+    async with InUseWatcher([ClusterImages(api, "kmock")], watch_timeout_s=5) as watcher:
+        await watcher.wait_synced(5)
+        assert {u.who for u in watcher.snapshot().uses} == {"prod/Pod/old"}
+
+        await create_pod(api, "new", f"{ECR}/team/app:v2")
+        await eventually(lambda: len(watcher.snapshot()) == 2)
+        await client.CoreV1Api(api).delete_namespaced_pod("old", "prod")
+        await eventually(lambda: {u.who for u in watcher.snapshot().uses} == {"prod/Pod/new"})
+
+
+async def test_the_watcher_relists_after_410_gone(
+    server: tuple[Apiserver, str], api: client.ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An expired resourceVersion is routine: relist at once, no error, never unhealthy."""
+    emulator, _ = server
+    await create_pod(api, "p", f"{ECR}/team/app:v1")
+    emulator[kmock.action.WATCH, kmock.resource("v1/pods")][:1] << GONE  # first watch only
+    cluster = ClusterImages(api, "kmock")
+    async with InUseWatcher([cluster], watch_timeout_s=5, retry_s=0.05) as watcher:
+        await watcher.wait_synced(5)
+        await eventually(lambda: len(emulator.lists("pods")) == 2)
+        assert watcher.healthy
+        await create_pod(api, "after", f"{ECR}/team/app:v2")
+        await eventually(lambda: len(watcher.snapshot()) == 2)
+    assert not [r for r in caplog.records if r.name == "cleaner.cluster"]
+
+
+async def test_the_watcher_fails_closed_and_recovers(
+    server: tuple[Apiserver, str], api: client.ApiClient
+) -> None:
+    emulator, _ = server
+    outage = {"kind": "Status", "code": 503, "message": "etcd is sad"}
+    emulator[kmock.action.LIST, kmock.resource("apps/v1/deployments")][:2] << 503 << outage
+    async with InUseWatcher([ClusterImages(api, "kmock")], retry_s=0.05) as watcher:
+        await eventually(lambda: watcher.last_error is not None)
+        assert not watcher.healthy
+        with pytest.raises(ClusterError, match="etcd is sad"):
+            watcher.snapshot()
+        await watcher.wait_synced(5)
+        await eventually(lambda: watcher.healthy)
+        assert watcher.last_error is None
+        watcher.snapshot()
+
+
+async def test_an_unreachable_cluster_never_syncs() -> None:
+    async with client.ApiClient(client.Configuration(host=DOWN)) as api_client:
+        async with InUseWatcher([ClusterImages(api_client, "down")], retry_s=0.05) as watcher:
+            with pytest.raises(ClusterError, match="not listed after"):
+                await watcher.wait_synced(0.3)
+            assert not watcher.healthy
+            assert watcher.last_error is not None and watcher.last_error.startswith("down: list")
+            with pytest.raises(ClusterError, match="in-use set unavailable"):
+                watcher.snapshot()
