@@ -14,11 +14,14 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from cleaner import __version__
 from cleaner.errors import ConfigError, RegistryError
 from cleaner.model import RunReport
+
+if TYPE_CHECKING:
+    from cleaner.engine import Shard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("cleaner")
@@ -36,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="plan, then delete what the policy expires")
     _add_run_options(sweep)
     sweep.add_argument("--dry-run", action="store_true", help="plan only, delete nothing")
+    sweep.add_argument("--shard", default=None, metavar="I/N", help="only shard I of N (0-based)")
+    sweep.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="N shards; this pod's index comes from JOB_COMPLETION_INDEX (Indexed Job)",
+    )
     validate = sub.add_parser("validate", help="check a policy file; exit 2 if it is invalid")
     validate.add_argument("file", metavar="FILE")
     _add_logging_option(validate)
@@ -75,6 +86,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=_positive_int(os.environ.get("CLEANER_CONCURRENCY", "10")),
         help="most registry calls in flight (env CLEANER_CONCURRENCY, default 10)",
+    )
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig for in-use protection")
+    parser.add_argument(
+        "--kube-context",
+        action="append",
+        default=[],
+        metavar="CONTEXT",
+        help="a cluster sharing this registry (repeatable; default: the policy's, or current)",
     )
     _add_logging_option(parser)
 
@@ -170,7 +189,8 @@ async def dispatch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _plan_or_sweep(args: argparse.Namespace, out: TextIO) -> int:
-    from cleaner.engine import SweepRequest, run
+    from cleaner.engine import Engine, SweepRequest
+    from cleaner.kube import cluster_ports, resolve
     from cleaner.policy import load_policy_file
     from cleaner.progress import terminal_progress
     from cleaner.registry import EcrRegistry
@@ -188,14 +208,41 @@ async def _plan_or_sweep(args: argparse.Namespace, out: TextIO) -> int:
         repositories=tuple(args.repositories),
         apply=apply,
         concurrency=args.concurrency,
+        shard=_shard(args),
     )
-    async with EcrRegistry.connect(
-        region=args.region, endpoint_url=args.endpoint_url, max_connections=args.concurrency
-    ) as registry:
+    kube = resolve(policy.clusters, kubeconfig=args.kubeconfig, contexts=args.kube_context)
+    async with (
+        EcrRegistry.connect(
+            region=args.region, endpoint_url=args.endpoint_url, max_connections=args.concurrency
+        ) as registry,
+        cluster_ports(kube, watch=False) as (in_use, coordinator),
+    ):
+        engine = Engine(registry, in_use=in_use, coordinator=coordinator)
         with terminal_progress(enabled=apply) as progress:
-            report = await run(registry, request, progress)
+            report = await engine.run(request, progress)
     write_report(report, args.output, now, out)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _shard(args: argparse.Namespace) -> Shard | None:
+    """`--shard I/N`, or `--shards N` with the index from an Indexed Job's JOB_COMPLETION_INDEX."""
+    from cleaner.engine import Shard
+
+    text = getattr(args, "shard", None)
+    if text is None and getattr(args, "shards", None) is not None:
+        index = os.environ.get("JOB_COMPLETION_INDEX")
+        if index is None:
+            raise ConfigError("--shards needs JOB_COMPLETION_INDEX (an Indexed Job) or use --shard")
+        text = f"{index}/{args.shards}"
+    if text is None:
+        return None
+    if args.repositories:
+        raise ConfigError("--shard splits the listed registry; do not also name repositories")
+    index, _, count = text.partition("/")
+    try:
+        return Shard(int(index), int(count))
+    except ValueError as error:
+        raise ConfigError(f"bad shard {text!r}: expected I/N with 0 <= I < N ({error})") from error
 
 
 def write_report(report: RunReport, output: str, now: datetime, out: TextIO) -> None:

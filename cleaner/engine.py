@@ -7,9 +7,11 @@ Dry-run is not threaded through the deletes: `run` plans every repository, and o
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -32,6 +34,7 @@ from cleaner.model import (
 )
 from cleaner.planner import plan_repository
 from cleaner.policy import PolicyFile
+from cleaner.references import InUse, in_use_protection
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,29 @@ class SweepRequest:
     """False is a dry run: plan and report, delete nothing."""
     concurrency: int = DEFAULT_CONCURRENCY
     """Most registry calls in flight at once, across all repositories."""
+    shard: Shard | None = None
+    """With no names given, only the repositories this shard owns."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard `index` of `count`: a stable hash of the repository name picks the shard, so an
+    Indexed Job's pods split the registry without talking to each other."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: need 0 <= index < count")
+
+    def owns(self, repository: str) -> bool:
+        digest = hashlib.sha256(repository.encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
 
 
 @dataclass(slots=True)
@@ -74,56 +100,95 @@ class Progress:
     on_deleted: Callable[[int], None] = lambda count: None
 
 
+class InUseSource(Protocol):
+    """Where the images clusters run come from; raises ClusterError when it cannot tell."""
+
+    async def snapshot(self) -> InUse: ...
+
+
+class Coordinator(Protocol):
+    """Mutual exclusion per repository across processes (a Kubernetes Lease)."""
+
+    def hold(self, repository: str) -> AbstractAsyncContextManager[object]: ...
+
+
+@dataclass(slots=True)
+class Engine:
+    """The one pruning engine; CLI, receiver and CronJob each hold one.
+
+    `cache` keeps parsed manifests across runs (they never change for a digest). With
+    `in_use`, images a cluster runs are held, and a cluster that cannot be read fails the
+    repository closed. With `coordinator`, each prune that deletes holds the repository's
+    lock, so receiver replicas and the CronJob never prune one repository at once.
+    """
+
+    registry: Registry
+    cache: ManifestCache = field(default_factory=ManifestCache)
+    in_use: InUseSource | None = None
+    coordinator: Coordinator | None = None
+
+    async def run(self, request: SweepRequest, progress: Progress | None = None) -> RunReport:
+        """Prune every requested repository; one repository's failure never stops the others."""
+        context = _Run(
+            self, request, asyncio.Semaphore(request.concurrency), progress or Progress()
+        )
+        repositories = await self._repositories(request)
+        chosen = [r for r in repositories if request.policy.entry_for(r.name) is not None]
+        for skipped in sorted({r.name for r in repositories} - {r.name for r in chosen}):
+            log.info("%s: no policy entry matches; left alone", skipped)
+        context.progress.on_repositories(len(chosen))
+        repo_slots = asyncio.Semaphore(request.concurrency)
+
+        async def one(repository: Repository) -> RepositoryReport:
+            async with repo_slots:
+                report = await prune_repository(context, repository)
+            context.progress.on_repository_done(report)
+            return report
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(r)) for r in chosen]
+        return RunReport(dry_run=not request.apply, repositories=tuple(t.result() for t in tasks))
+
+    async def _repositories(self, request: SweepRequest) -> list[Repository]:
+        if request.repositories:
+            return [Repository(name) for name in request.repositories]
+        listed = await self.registry.list_repositories()
+        return [r for r in listed if request.shard is None or request.shard.owns(r.name)]
+
+
+async def run(
+    registry: Registry, request: SweepRequest, progress: Progress | None = None
+) -> RunReport:
+    """A one-off run with a fresh engine: no cluster, no coordination."""
+    return await Engine(registry).run(request, progress)
+
+
 @dataclass(frozen=True, slots=True)
 class _Run:
     """What every repository of one run shares."""
 
-    registry: Registry
+    engine: Engine
     request: SweepRequest
     api_slots: asyncio.Semaphore
     progress: Progress
-    cache: ManifestCache
 
 
-async def run(
-    registry: Registry,
-    request: SweepRequest,
-    progress: Progress | None = None,
-    cache: ManifestCache | None = None,
-) -> RunReport:
-    """Prune every requested repository; one repository's failure never stops the others.
-
-    `cache` holds parsed manifests across runs (they never change for a digest); a
-    long-running caller such as the receiver passes the same one every time.
-    """
-    context = _Run(
-        registry,
-        request,
-        asyncio.Semaphore(max(1, request.concurrency)),
-        progress or Progress(),
-        cache or ManifestCache(),
-    )
-    names = request.repositories or tuple(r.name for r in await registry.list_repositories())
-    chosen = [n for n in names if request.policy.entry_for(n) is not None]
-    for skipped in sorted(set(names) - set(chosen)):
-        log.info("%s: no policy entry matches; left alone", skipped)
-    context.progress.on_repositories(len(chosen))
-    repo_slots = asyncio.Semaphore(max(1, request.concurrency))
-
-    async def one(name: str) -> RepositoryReport:
-        async with repo_slots:
-            report = await prune_repository(context, name)
-        context.progress.on_repository_done(report)
-        return report
-
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(name)) for name in chosen]
-    return RunReport(dry_run=not request.apply, repositories=tuple(t.result() for t in tasks))
-
-
-async def prune_repository(context: _Run, name: str) -> RepositoryReport:
+async def prune_repository(context: _Run, repository: Repository) -> RepositoryReport:
+    name = repository.name
+    coordinator = context.engine.coordinator
+    held = coordinator.hold(name) if coordinator and context.request.apply else nullcontext()
     try:
-        plan, graph = await make_plan(context, name)
+        async with held:
+            return await _prune(context, repository)
+    except CleanerError as error:  # a cluster that cannot be read, a busy or lost Lease
+        log.error("%s: %s", name, error)
+        return RepositoryReport(repository=name, error=str(error))
+
+
+async def _prune(context: _Run, repository: Repository) -> RepositoryReport:
+    name = repository.name
+    try:
+        plan, graph = await make_plan(context, repository)
     except CleanerError as error:
         log.error("%s: %s", name, error)
         return RepositoryReport(repository=name, error=str(error))
@@ -140,22 +205,31 @@ async def prune_repository(context: _Run, name: str) -> RepositoryReport:
     return settle(plan, result)
 
 
-async def make_plan(context: _Run, name: str) -> tuple[Plan, ArtifactGraph]:
+async def make_plan(context: _Run, repository: Repository) -> tuple[Plan, ArtifactGraph]:
     """List the repository, read its artifact links, and plan it with the entry's rules."""
-    policy = context.request.policy
+    name, policy, engine = repository.name, context.request.policy, context.engine
     entry = policy.entry_for(name)
     assert entry is not None  # noqa: S101 - run() only passes matched names
-    registry = context.registry
     async with context.api_slots:
-        images = await registry.list_images(name)
-        lifecycle = entry.lifecycle or await _own_policy(registry, name)
-        graph = await load_graph(registry, name, images, context.cache, concurrency=1)
+        images = await engine.registry.list_images(name)
+        lifecycle = entry.lifecycle or await _own_policy(engine.registry, name)
+        graph = await load_graph(engine.registry, name, images, engine.cache, concurrency=1)
     if lifecycle is None:
         reason = "kept: rules: ecr and the repository has no ECR lifecycle policy"
         plan = Plan(name, tuple(Decision(i, Verdict.KEEP, reason) for i in newest_first(images)))
         return plan, graph
+    # Read the clusters after the registry, as late as possible before deciding.
+    in_use = await engine.in_use.snapshot() if engine.in_use else None
+    held = in_use_protection(repository, images, in_use) if in_use is not None else {}
     plan = plan_repository(
-        name, images, lifecycle, context.request.now, policy.protect, policy.safety, graph=graph
+        name,
+        images,
+        lifecycle,
+        context.request.now,
+        policy.protect,
+        policy.safety,
+        graph=graph,
+        held=held,
     )
     return plan, graph
 
@@ -204,7 +278,7 @@ async def apply_plan(context: _Run, plan: Plan, graph: ArtifactGraph) -> DeleteR
         for start in range(0, len(wave), BATCH_LIMIT):
             batch = wave[start : start + BATCH_LIMIT]
             async with context.api_slots:
-                result = await _delete_batch(context.registry, plan.repository, batch)
+                result = await _delete_batch(context.engine.registry, plan.repository, batch)
             _log_outcome(plan, result)
             context.progress.on_deleted(len(result.deleted))
             deleted.extend(result.deleted)

@@ -150,6 +150,11 @@ def describe_policy(policy: PolicyFile) -> str:
     if not any("*" in entry.match for entry in policy.entries):
         lines.append("  anything else: left alone")
     lines.append("protect: " + "; ".join(_protections(policy.protect)))
+    clusters = policy.clusters
+    contexts = ", ".join(clusters.contexts) or "the current one"
+    lines.append(f"kubernetes: in_use {clusters.in_use}, contexts {contexts}")
+    namespace = clusters.lease_namespace or "the pod's namespace in a cluster, off outside"
+    lines.append(f"coordination: Leases in {namespace}")
     limit = policy.safety.max_deletions
     lines.append(
         f"safety: keep_at_least {policy.safety.keep_at_least}, "

@@ -30,9 +30,10 @@ from cleaner.protections import (
 )
 
 USE_ECR_POLICY = "ecr"
-_TOP_KEYS = ("repositories", "protect", "safety")
+_TOP_KEYS = ("repositories", "protect", "safety", "kubernetes", "coordination")
 _ENTRY_KEYS = ("match", "rules")
-_PROTECT_KEYS = ("tags", "tag_regex", "semver", "newer_than", "pulled_within")
+_PROTECT_KEYS = ("tags", "tag_regex", "semver", "newer_than", "pulled_within", "in_use")
+_IN_USE_MODES = {"auto": "auto", True: "on", False: "off"}
 _SAFETY_KEYS = ("keep_at_least", "max_deletions")
 # Characters a glob on ECR repository names can sensibly hold: the name alphabet plus glob syntax.
 _GLOB_CHARS = re.compile(r"[a-z0-9._/\-*?\[\]!]+")
@@ -51,10 +52,26 @@ class RepositoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """Where in-use protection and coordination look (the `kubernetes:`/`coordination:` keys)."""
+
+    in_use: str = "auto"
+    """`protect.in_use`: "auto" (on whenever a cluster config is available), "on" or "off"."""
+    contexts: tuple[str, ...] = ()
+    """Kubeconfig contexts of the clusters that share this registry; () = the default one."""
+    kubeconfig: str | None = None
+    lease_namespace: str | None = None
+    """Namespace of the per-repository Leases; None = the pod's own namespace in a cluster,
+    no coordination outside one."""
+    lease_seconds: int = 60
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyFile:
     entries: tuple[RepositoryEntry, ...]
     protect: Protections = field(default_factory=Protections)
     safety: Safety = field(default_factory=Safety)
+    clusters: ClusterSettings = field(default_factory=ClusterSettings)
     source: str = "policy"
 
     def entry_for(self, repository: str) -> RepositoryEntry | None:
@@ -102,11 +119,40 @@ def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:
             (RepositoryEntry(("*",), parse_policy(doc, where=source)),), source=source
         )
     top = mapping(doc, source, "the policy file", _TOP_KEYS, required=("repositories",))
+    protect = top.get("protect", {})
     return PolicyFile(
         entries=_entries(top["repositories"], source),
-        protect=parse_protect(top.get("protect", {}), f"{source}: protect"),
+        protect=parse_protect(protect, f"{source}: protect"),
         safety=parse_safety(top.get("safety", {}), f"{source}: safety"),
+        clusters=parse_clusters(top, protect, source),
         source=source,
+    )
+
+
+def parse_clusters(top: Mapping[str, object], protect: object, source: str) -> ClusterSettings:
+    mode = protect.get("in_use", "auto") if isinstance(protect, dict) else "auto"
+    if not (isinstance(mode, bool) or mode == "auto"):
+        fail(f"{source}: protect", f'in_use must be "auto", true or false, got {show(mode)}')
+    kube = mapping(
+        top.get("kubernetes", {}), f"{source}: kubernetes", "kubernetes",
+        ("contexts", "kubeconfig"), required=(),
+    )  # fmt: skip
+    coordination = mapping(
+        top.get("coordination", {}), f"{source}: coordination", "coordination",
+        ("namespace", "lease_seconds"), required=(),
+    )  # fmt: skip
+    namespace = coordination.get("namespace")
+    if namespace is not None and not (isinstance(namespace, str) and namespace):
+        fail(f"{source}: coordination", f"namespace must be a name, got {show(namespace)}")
+    kubeconfig = kube.get("kubeconfig")
+    if kubeconfig is not None and not isinstance(kubeconfig, str):
+        fail(f"{source}: kubernetes", f"kubeconfig must be a path, got {show(kubeconfig)}")
+    return ClusterSettings(
+        in_use=_IN_USE_MODES[mode],
+        contexts=_strings(kube.get("contexts", []), f"{source}: kubernetes", "contexts"),
+        kubeconfig=kubeconfig,
+        lease_namespace=namespace,
+        lease_seconds=positive_int(coordination.get("lease_seconds", 60), source, "lease_seconds"),
     )
 
 

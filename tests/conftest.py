@@ -22,6 +22,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # Nor a real cluster: in-use protection is "auto", on whenever a kubeconfig exists.
+    for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "JOB_COMPLETION_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("cleaner.cluster.DEFAULT_KUBECONFIG", str(tmp_path / "no-kubeconfig"))
 
 
 @pytest.fixture(autouse=True)

@@ -209,3 +209,20 @@ def test_yaml_syntax_errors_are_one_line_with_a_position(tmp_path: Path) -> None
     path.write_text("repositories:\n  - match: [unclosed\n")
     with pytest.raises(PolicyError, match=r"not valid YAML or JSON: .* at line \d+, column \d+$"):
         load_policy_file(path)
+
+
+def test_cluster_settings_default_to_auto_and_parse_contexts_and_coordination() -> None:
+    assert parse_policy_file(entry()).clusters.in_use == "auto"
+    doc = {
+        **entry(),
+        "protect": {"in_use": False},
+        "kubernetes": {"contexts": ["prod", "staging"], "kubeconfig": "/etc/kube"},
+        "coordination": {"namespace": "ecr-cleaner", "lease_seconds": 30},
+    }
+    clusters = parse_policy_file(doc).clusters
+    assert clusters.in_use == "off" and clusters.contexts == ("prod", "staging")
+    assert (clusters.kubeconfig, clusters.lease_namespace, clusters.lease_seconds) == (
+        "/etc/kube",
+        "ecr-cleaner",
+        30,
+    )

@@ -22,6 +22,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
 from cleaner.emulator import RegistryStore, running
+from cleaner.engine import Engine
 from cleaner.errors import ConfigError
 from cleaner.model import RunReport
 from cleaner.policy import parse_policy_file
@@ -106,7 +107,7 @@ def seed(backend: Backend, repository: str, count: int = 5) -> list[str]:
 async def receiver(backend: Backend, aiohttp_client: Any) -> AsyncIterator[Receiver]:
     region = SAMPLE_REGION if isinstance(backend, EmulatorBackend) else REGION
     async with EcrRegistry.connect(region=region, endpoint_url=backend.endpoint_url) as registry:
-        pruner = CountingPruner(EnginePruner(registry, parse_policy_file(POLICY_DOC)))
+        pruner = CountingPruner(EnginePruner(Engine(registry), parse_policy_file(POLICY_DOC)))
         deps = Deps(
             pruner=pruner,
             auth=TokenAuth(TOKEN),

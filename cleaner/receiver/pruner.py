@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from cleaner.engine import DEFAULT_CONCURRENCY, Registry, SweepRequest, run
+from cleaner.engine import DEFAULT_CONCURRENCY, Engine, SweepRequest
 from cleaner.model import RunReport
 from cleaner.policy import PolicyFile
 
@@ -15,16 +15,20 @@ def _utcnow() -> datetime:
 
 
 class EnginePruner:
-    """Prunes through `cleaner.engine.run`; each call reads the clock once, as `sweep` does."""
+    """Prunes through the shared `Engine`; each call reads the clock once, as `sweep` does.
+
+    One engine for the life of the server, so its manifest cache, in-use watcher and Lease
+    coordinator serve every prune.
+    """
 
     def __init__(
         self,
-        registry: Registry,
+        engine: Engine,
         policy: PolicyFile,
         concurrency: int = DEFAULT_CONCURRENCY,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._registry = registry
+        self._engine = engine
         self._policy = policy
         self._concurrency = concurrency
         self._clock = clock
@@ -37,4 +41,4 @@ class EnginePruner:
             apply=not dry_run,
             concurrency=self._concurrency,
         )
-        return await run(self._registry, request)
+        return await self._engine.run(request)

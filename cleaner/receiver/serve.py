@@ -70,6 +70,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-backlog", type=_number(int, 1), default=1000, help="waiting work before 429")
     add("--dedupe-window", type=_number(float, 0), default=600.0, help="seconds an id is kept")
     add("--drain-timeout", type=_number(float, 0), default=25.0, help="seconds at shutdown")
+    add("--kubeconfig", default=None, help="kubeconfig for in-use protection")
+    add("--kube-context", action="append", default=[], metavar="CONTEXT", help="repeatable")
     add(
         "--log-level",
         default=env("CLEANER_LOG_LEVEL", "INFO"),
@@ -115,16 +117,23 @@ async def run_serve(
         dedupe_window_s=args.dedupe_window,
     )
     metrics = Metrics()
+    from cleaner.engine import Engine
+    from cleaner.kube import cluster_ports, resolve
     from cleaner.registry import EcrRegistry
 
-    async with EcrRegistry.connect(
-        region=region,
-        endpoint_url=args.endpoint_url,
-        max_connections=args.concurrency,
-        on_call=metrics.record_ecr_call,
-    ) as registry:
+    kube = resolve(policy.clusters, kubeconfig=args.kubeconfig, contexts=args.kube_context)
+    async with (
+        EcrRegistry.connect(
+            region=region,
+            endpoint_url=args.endpoint_url,
+            max_connections=args.concurrency,
+            on_call=metrics.record_ecr_call,
+        ) as registry,
+        cluster_ports(kube, watch=True) as (in_use, coordinator),
+    ):
+        engine = Engine(registry, in_use=in_use, coordinator=coordinator)
         deps = Deps(
-            pruner=EnginePruner(registry, policy, args.concurrency),
+            pruner=EnginePruner(engine, policy, args.concurrency),
             auth=TokenAuth(token),
             scope=Scope(account=args.account, region=region),
             schedule=settings,
