@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
@@ -39,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="plan, then delete what the policy expires")
     _add_run_options(sweep)
     sweep.add_argument("--dry-run", action="store_true", help="plan only, delete nothing")
+    sweep.add_argument(
+        "--audit-log",
+        default=os.environ.get("CLEANER_AUDIT_LOG"),
+        metavar="FILE",
+        help="append one JSON line per deleted image (env CLEANER_AUDIT_LOG)",
+    )
     sweep.add_argument("--shard", default=None, metavar="I/N", help="only shard I of N (0-based)")
     sweep.add_argument(
         "--shards",
@@ -211,17 +218,41 @@ async def _plan_or_sweep(args: argparse.Namespace, out: TextIO) -> int:
         shard=_shard(args),
     )
     kube = resolve(policy.clusters, kubeconfig=args.kubeconfig, contexts=args.kube_context)
-    async with (
-        EcrRegistry.connect(
-            region=args.region, endpoint_url=args.endpoint_url, max_connections=args.concurrency
-        ) as registry,
-        cluster_ports(kube, watch=False) as (in_use, coordinator),
-    ):
-        engine = Engine(registry, in_use=in_use, coordinator=coordinator)
-        with terminal_progress(enabled=apply) as progress:
-            report = await engine.run(request, progress)
+    with audit_log(getattr(args, "audit_log", None)) as audit:
+        async with (
+            EcrRegistry.connect(
+                region=args.region,
+                endpoint_url=args.endpoint_url,
+                max_connections=args.concurrency,
+            ) as registry,
+            cluster_ports(kube, watch=False) as (in_use, coordinator),
+        ):
+            engine = Engine(registry, in_use=in_use, coordinator=coordinator, audit=audit)
+            with terminal_progress(enabled=apply) as progress:
+                report = await engine.run(request, progress)
     write_report(report, args.output, now, out)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+@contextmanager
+def audit_log(path: str | None) -> Iterator[Callable[[dict[str, object]], None] | None]:
+    """A sink appending one JSON line per deletion, flushed at once (a crash loses none)."""
+    if not path:
+        yield None
+        return
+    try:
+        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+    except OSError as error:
+        raise ConfigError(f"--audit-log {path}: {error.strerror or error}") from error
+
+    def write(record: dict[str, object]) -> None:
+        stream.write(json.dumps(record, sort_keys=True) + "\n")
+        stream.flush()
+
+    try:
+        yield write
+    finally:
+        stream.close()
 
 
 def _shard(args: argparse.Namespace) -> Shard | None:

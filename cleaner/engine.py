@@ -9,19 +9,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
+from cleaner.apply import REFERENCED_BY_INDEX, Applier, AuditSink, Outcome
 from cleaner.artifacts import ManifestCache, ManifestSource, load_graph
 from cleaner.errors import CleanerError
-from cleaner.graph import ArtifactGraph, deletion_waves
+from cleaner.graph import ArtifactGraph
 from cleaner.lifecycle import parse_policy_text
 from cleaner.model import (
     Decision,
-    DeleteFailure,
     DeleteResult,
     Image,
     LifecyclePolicy,
@@ -39,7 +40,6 @@ from cleaner.references import InUse, in_use_protection
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 10
-REFERENCED_BY_INDEX = "ImageReferencedByManifestList"
 REFERENCED_REASON = "kept: the registry refused, an image index still references it"
 BATCH_LIMIT = 100
 
@@ -54,6 +54,10 @@ class Registry(ManifestSource, Protocol):
     async def delete_images(self, repository: str, digests: Iterable[str]) -> DeleteResult: ...
 
     async def get_lifecycle_policy(self, repository: str) -> str | None: ...
+
+    async def describe_images(
+        self, repository: str, digests: Iterable[str]
+    ) -> dict[str, Image]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +130,24 @@ class Engine:
     cache: ManifestCache = field(default_factory=ManifestCache)
     in_use: InUseSource | None = None
     coordinator: Coordinator | None = None
+    audit: AuditSink | None = None
+    """Receives one record per deleted image (`sweep --audit-log FILE` appends them)."""
 
     async def run(self, request: SweepRequest, progress: Progress | None = None) -> RunReport:
         """Prune every requested repository; one repository's failure never stops the others."""
-        context = _Run(
-            self, request, asyncio.Semaphore(request.concurrency), progress or Progress()
+        slots = asyncio.Semaphore(request.concurrency)
+        progress = progress or Progress()
+        run_id = uuid.uuid4().hex[:12]
+        log.info("run %s: %s", run_id, "apply" if request.apply else "dry run")
+        applier = Applier(
+            self.registry,
+            slots,
+            run_id,
+            in_use=self.in_use.snapshot if self.in_use else None,
+            audit=self.audit,
+            on_deleted=progress.on_deleted,
         )
+        context = _Run(self, request, slots, progress, applier)
         repositories = await self._repositories(request)
         chosen = [r for r in repositories if request.policy.entry_for(r.name) is not None]
         for skipped in sorted({r.name for r in repositories} - {r.name for r in chosen}):
@@ -171,6 +187,7 @@ class _Run:
     request: SweepRequest
     api_slots: asyncio.Semaphore
     progress: Progress
+    applier: Applier
 
 
 async def prune_repository(context: _Run, repository: Repository) -> RepositoryReport:
@@ -201,8 +218,8 @@ async def _prune(context: _Run, repository: Repository) -> RepositoryReport:
         return RepositoryReport(repository=name, plan=plan, error=brake)
     if not context.request.apply or not plan.expire:
         return RepositoryReport(repository=name, plan=plan)
-    result = await apply_plan(context, plan, graph)
-    return settle(plan, result)
+    outcome = await context.applier.apply(repository, plan, graph)
+    return settle(plan, outcome)
 
 
 async def make_plan(context: _Run, repository: Repository) -> tuple[Plan, ArtifactGraph]:
@@ -240,75 +257,25 @@ async def _own_policy(registry: Registry, name: str) -> LifecyclePolicy | None:
     return None if text is None else parse_policy_text(text, where=f"{name}: ECR lifecycle policy")
 
 
-def settle(plan: Plan, result: DeleteResult) -> RepositoryReport:
-    """Fold the delete outcome into the report.
+def settle(plan: Plan, outcome: Outcome) -> RepositoryReport:
+    """Fold what applying did into the report.
 
-    An image that ECR refuses because an index still references it is not a failure: the
-    registry is protecting a parent we keep (or one pushed since we planned). Report it as kept.
+    Images kept at delete time (re-verification) move from expire to keep with their
+    reason. So does an image ECR refused because an index still references it: the registry
+    is protecting a parent we keep, or one pushed since we planned; that is not a failure.
     """
-    referenced = {f.digest for f in result.failed if f.code == REFERENCED_BY_INDEX}
+    kept = dict(outcome.spared)
+    referenced = (f.digest for f in outcome.failed if f.code == REFERENCED_BY_INDEX)
+    kept.update(dict.fromkeys(referenced, REFERENCED_REASON))
     decisions = tuple(
-        replace(d, verdict=Verdict.KEEP, reason=REFERENCED_REASON, rule=None)
-        if d.image.digest in referenced
+        replace(d, verdict=Verdict.KEEP, reason=kept[d.image.digest], rule=None)
+        if d.image.digest in kept
         else d
         for d in plan.decisions
     )
     return RepositoryReport(
         repository=plan.repository,
         plan=replace(plan, decisions=decisions),
-        deleted=result.deleted,
-        failed=tuple(f for f in result.failed if f.digest not in referenced),
+        deleted=tuple(outcome.deleted),
+        failed=tuple(f for f in outcome.failed if f.digest not in kept),
     )
-
-
-async def apply_plan(context: _Run, plan: Plan, graph: ArtifactGraph) -> DeleteResult:
-    """Delete the plan's expired images in waves (parents first), oldest first, 100 a call.
-
-    Batches of one repository go one after another (repositories run concurrently): the
-    order stays meaningful, an interrupted sweep has removed the oldest images, and a server
-    that is not safe under concurrent deletes in one repository (moto is not) still ends in
-    the planned state.
-    """
-    oldest_first = [d.image.digest for d in reversed(plan.expire)]
-    rank = {digest: i for i, digest in enumerate(oldest_first)}
-    deleted: list[str] = []
-    failed: list[DeleteFailure] = []
-    for wave in deletion_waves(oldest_first, graph):
-        wave.sort(key=rank.__getitem__)
-        for start in range(0, len(wave), BATCH_LIMIT):
-            batch = wave[start : start + BATCH_LIMIT]
-            async with context.api_slots:
-                result = await _delete_batch(context.engine.registry, plan.repository, batch)
-            _log_outcome(plan, result)
-            context.progress.on_deleted(len(result.deleted))
-            deleted.extend(result.deleted)
-            failed.extend(result.failed)
-    return DeleteResult(deleted=tuple(deleted), failed=tuple(failed))
-
-
-async def _delete_batch(registry: Registry, repository: str, batch: Sequence[str]) -> DeleteResult:
-    try:
-        return await registry.delete_images(repository, batch)
-    except CleanerError as error:  # the whole batch failed: data for the report, keep going
-        log.error("%s: delete failed: %s", repository, error)
-        code = getattr(error, "code", "") or "Error"
-        return DeleteResult(failed=tuple(DeleteFailure(d, code, str(error)) for d in batch))
-
-
-def _log_outcome(plan: Plan, result: DeleteResult) -> None:
-    """One line per deleted image (the audit trail in the logs) and per failure."""
-    decisions = {d.image.digest: d for d in plan.expire}
-    for digest in result.deleted:
-        decision = decisions[digest]
-        tags = ",".join(decision.image.tags) or "-"
-        log.info("deleted %s@%s tags=%s: %s", plan.repository, digest, tags, decision.reason)
-    for failure in result.failed:
-        level = logging.INFO if failure.code == REFERENCED_BY_INDEX else logging.WARNING
-        log.log(
-            level,
-            "%s@%s not deleted: %s %s",
-            plan.repository,
-            failure.digest,
-            failure.code,
-            failure.message,
-        )

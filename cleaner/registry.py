@@ -215,6 +215,35 @@ class EcrRegistry:
                 return images
             params["nextToken"] = page["nextToken"]
 
+    async def describe_images(self, repository: str, digests: Iterable[str]) -> dict[str, Image]:
+        """The current state of up to 100 digests; absent ones are gone.
+
+        DescribeImages by id fails the whole call when one id is missing, so on
+        ImageNotFoundException the survivors are found per id first (BatchGetImage) and only
+        they are described.
+        """
+        wanted = list(dict.fromkeys(digests))
+        if len(wanted) > BATCH_LIMIT:
+            raise ValueError(f"at most {BATCH_LIMIT} digests per call, got {len(wanted)}")
+        if not wanted:
+            return {}
+        try:
+            return await self._describe_ids(repository, wanted)
+        except RegistryError as error:
+            if error.code != "ImageNotFoundException":
+                raise
+        present = [d for d in wanted if d not in await self._gone(repository, wanted)]
+        return await self._describe_ids(repository, present) if present else {}
+
+    async def _describe_ids(self, repository: str, digests: list[str]) -> dict[str, Image]:
+        response = await self._call(
+            "DescribeImages",
+            repositoryName=repository,
+            imageIds=[{"imageDigest": d} for d in digests],
+        )
+        images = (image_from_detail(d) for d in response.get("imageDetails", ()))
+        return {image.digest: image for image in images}
+
     async def get_lifecycle_policy(self, repository: str) -> str | None:
         """The repository's own lifecycle policy text, or None when it has none."""
         try:

@@ -39,6 +39,15 @@ class FakeRegistry:
     async def get_lifecycle_policy(self, repository: str) -> str | None:
         return None
 
+    async def describe_images(self, repository: str, digests: Iterable[str]) -> dict[str, Image]:
+        await self._enter()
+        try:
+            self.calls.append(("describe", repository, 0))
+            wanted = set(digests)
+            return {i.digest: i for i in self.images.get(repository, []) if i.digest in wanted}
+        finally:
+            self.in_flight -= 1
+
     async def list_images(self, repository: str) -> list[Image]:
         await self._enter()
         try:

@@ -37,6 +37,11 @@ class _Faults:
     throttle: Throttle
     error_rate: float
     rng: random.Random
+    throttle_rate: float = 0.0
+    """Share of calls answered ThrottlingException whatever the rate (fault tests)."""
+    reset_rate: float = 0.0
+    """Share of calls whose connection is dropped without an answer: half before the
+    operation runs, half after it changed the state (the client cannot tell which)."""
 
 
 STORE = web.AppKey("store", RegistryStore)
@@ -50,6 +55,8 @@ def make_app(
     throttle: Mapping[str, float] | None = None,
     error_rate: float = 0.0,
     random_seed: int | None = None,
+    throttle_rate: float = 0.0,
+    reset_rate: float = 0.0,
 ) -> web.Application:
     """An aiohttp app serving `store`; `throttle` maps operation (or "*") to calls/second."""
     if not 0.0 <= error_rate <= 1.0:
@@ -57,7 +64,12 @@ def make_app(
     app = web.Application(client_max_size=8 * 1024 * 1024)  # a manifest may be 4 MiB
     app[STORE] = store
     app[FAULTS] = _Faults(
-        latency_ms / 1000, Throttle(throttle), error_rate, random.Random(random_seed)
+        latency_ms / 1000,
+        Throttle(throttle),
+        error_rate,
+        random.Random(random_seed),
+        throttle_rate,
+        reset_rate,
     )
     app.router.add_post("/", _handle)
     app.router.add_get("/_emulator/stats", _stats)
@@ -76,7 +88,11 @@ async def _handle(request: web.Request) -> web.Response:
             raise EcrError("UnknownOperationException", f"Unknown operation '{operation}'")
         _inject_faults(store, faults, operation)
         body = _parse_body(await request.read())
-        return _reply(200, handler(store, body))
+        reset = faults.reset_rate and faults.rng.random() < faults.reset_rate
+        if reset and faults.rng.random() < 0.5:
+            return _drop(request, store, operation, "before")
+        reply = _reply(200, handler(store, body))
+        return _drop(request, store, operation, "after") if reset else reply
     except EcrError as e:
         return _reply(e.status, {"__type": e.code, "message": e.message}, error=e.code)
     except Exception as e:  # an emulator bug or a malformed body: answer like AWS would
@@ -92,9 +108,20 @@ def _inject_faults(store: RegistryStore, faults: _Faults, operation: str) -> Non
         store.rejected[f"ThrottlingException:{operation}"] += 1
         # The real wire answer: botocore retries this code in every retry mode.
         raise EcrError("ThrottlingException", "Rate exceeded")
+    if faults.throttle_rate and faults.rng.random() < faults.throttle_rate:
+        store.rejected[f"ThrottlingException:{operation}"] += 1
+        raise EcrError("ThrottlingException", "Rate exceeded")
     if faults.error_rate and faults.rng.random() < faults.error_rate:
         store.rejected[f"ServerException:{operation}"] += 1
         raise EcrError("ServerException", "Injected failure (emulator error_rate)", status=500)
+
+
+def _drop(request: web.Request, store: RegistryStore, operation: str, when: str) -> web.Response:
+    """Close the connection without answering, as a reset or a dead load balancer would."""
+    store.rejected[f"ConnectionReset{when.title()}:{operation}"] += 1
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)  # never reaches the client: the socket is gone
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:

@@ -1,0 +1,192 @@
+"""Applying a plan: re-verify, delete in parent-first waves, audit every deletion.
+
+A plan is a snapshot; deletes are irreversible. So just before each batch the planned
+digests are read again, and any whose tags changed since planning (a tag moved onto an image
+planned as untagged), or that a cluster started using, or whose parent was spared, are kept
+instead, each with its reason. Every deletion is one structured log line and, with an audit
+sink, one JSON record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from cleaner.errors import CleanerError
+from cleaner.graph import ArtifactGraph, deletion_waves
+from cleaner.model import Decision, DeleteFailure, DeleteResult, Image, Plan, Repository
+from cleaner.references import InUse, in_use_protection
+
+log = logging.getLogger("cleaner.engine")
+BATCH_LIMIT = 100
+REFERENCED_BY_INDEX = "ImageReferencedByManifestList"
+AuditSink = Callable[[dict[str, Any]], None]
+
+
+class Deleter(Protocol):
+    async def describe_images(
+        self, repository: str, digests: Iterable[str]
+    ) -> dict[str, Image]: ...
+
+    async def delete_images(self, repository: str, digests: Iterable[str]) -> DeleteResult: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What applying did: deleted, failed, and images kept at delete time with a reason."""
+
+    deleted: list[str] = field(default_factory=list)
+    failed: list[DeleteFailure] = field(default_factory=list)
+    spared: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Applier:
+    registry: Deleter
+    api_slots: asyncio.Semaphore
+    run_id: str
+    in_use: Callable[[], Any] | None = None
+    """Returns an awaitable InUse (the engine's source), re-read before every batch."""
+    audit: AuditSink | None = None
+    on_deleted: Callable[[int], None] = lambda count: None
+
+    async def apply(self, repository: Repository, plan: Plan, graph: ArtifactGraph) -> Outcome:
+        """Delete the plan's expired images in waves (parents first), oldest first, 100 a call.
+
+        A repository's batches go one after another (repositories run concurrently): the
+        order stays meaningful, an interrupted sweep has removed the oldest images, and a
+        server that is not safe under concurrent deletes in one repository (moto is not)
+        still ends in the planned state.
+        """
+        planned = {d.image.digest: d for d in plan.expire}
+        oldest_first = [d.image.digest for d in reversed(plan.expire)]
+        rank = {digest: i for i, digest in enumerate(oldest_first)}
+        outcome = Outcome()
+        for wave in deletion_waves(oldest_first, graph):
+            wave.sort(key=rank.__getitem__)
+            for start in range(0, len(wave), BATCH_LIMIT):
+                batch = [planned[d] for d in wave[start : start + BATCH_LIMIT]]
+                await self._batch(repository, batch, graph, outcome)
+        return outcome
+
+    async def _batch(
+        self, repository: Repository, batch: list[Decision], graph: ArtifactGraph, outcome: Outcome
+    ) -> None:
+        name = repository.name
+        async with self.api_slots:
+            try:
+                current = await self.registry.describe_images(name, [d.image.digest for d in batch])
+            except CleanerError as error:  # cannot re-verify: do not delete blind
+                outcome.failed.extend(_failures(batch, error))
+                return
+        in_use = await self.in_use() if self.in_use else None
+        go, gone = _recheck(repository, batch, current, in_use, graph, outcome.spared)
+        outcome.deleted.extend(gone)  # already gone: the state the plan wanted
+        if not go:
+            return
+        async with self.api_slots:
+            result = await _delete(self.registry, name, [d.image.digest for d in go])
+        self._record(name, {d.image.digest: d for d in go}, result)
+        outcome.deleted.extend(result.deleted)
+        outcome.failed.extend(result.failed)
+
+    def _record(self, name: str, decisions: Mapping[str, Decision], result: DeleteResult) -> None:
+        now = datetime.now(UTC)
+        for digest in result.deleted:
+            record = audit_record(name, decisions[digest], self.run_id, now)
+            log.info(
+                "deleted %s@%s tags=%s: %s",
+                name,
+                digest,
+                ",".join(record["tags"]) or "-",
+                record["reason"],
+                extra={"audit": record},
+            )
+            if self.audit:
+                self.audit(record)
+        for failure in result.failed:
+            level = logging.INFO if failure.code == REFERENCED_BY_INDEX else logging.WARNING
+            log.log(level, "%s@%s not deleted: %s %s", name, failure.digest, failure.code,
+                    failure.message)  # fmt: skip
+        self.on_deleted(len(result.deleted))
+
+
+def _recheck(
+    repository: Repository,
+    batch: Sequence[Decision],
+    current: Mapping[str, Image],
+    in_use: InUse | None,
+    graph: ArtifactGraph,
+    spared: dict[str, str],
+) -> tuple[list[Decision], list[str]]:
+    """Split a batch into what may still go and what is already gone; record what is spared."""
+    now_used = in_use_protection(repository, list(current.values()), in_use) if in_use else {}
+    go: list[Decision] = []
+    gone: list[str] = []
+    for decision in batch:
+        digest = decision.image.digest
+        image = current.get(digest)
+        why = _spare_reason(decision, image, now_used, graph, spared)
+        if image is None:
+            gone.append(digest)
+        elif why:
+            spared[digest] = why
+            log.warning("%s@%s kept at delete time: %s", repository.name, digest, why)
+        else:
+            go.append(decision)
+    return go, gone
+
+
+def _spare_reason(
+    decision: Decision,
+    image: Image | None,
+    now_used: Mapping[str, str],
+    graph: ArtifactGraph,
+    spared: Mapping[str, str],
+) -> str | None:
+    if image is None:
+        return None
+    if set(image.tags) != set(decision.image.tags):
+        now = ",".join(image.tags) or "untagged"
+        return f"kept: tags changed since planning (now {now})"
+    if image.digest in now_used:
+        return f"kept: {now_used[image.digest]} (since planning)"
+    kept_parent = next((p for p in graph.parents(image.digest) if p in spared), None)
+    if kept_parent:
+        return f"kept: its parent {kept_parent[:19]} was kept at delete time"
+    return None
+
+
+async def _delete(registry: Deleter, repository: str, digests: Sequence[str]) -> DeleteResult:
+    try:
+        return await registry.delete_images(repository, digests)
+    except CleanerError as error:  # the whole batch failed: data for the report, keep going
+        log.error("%s: delete failed: %s", repository, error)
+        code = getattr(error, "code", "") or "Error"
+        return DeleteResult(failed=tuple(DeleteFailure(d, code, str(error)) for d in digests))
+
+
+def _failures(batch: Sequence[Decision], error: CleanerError) -> list[DeleteFailure]:
+    code = getattr(error, "code", "") or "Error"
+    message = f"not deleted, could not re-verify: {error}"
+    return [DeleteFailure(d.image.digest, code, message) for d in batch]
+
+
+def audit_record(repository: str, decision: Decision, run_id: str, at: datetime) -> dict[str, Any]:
+    """The audit trail's line for one deletion: what went, when, and why."""
+    image = decision.image
+    return {
+        "time": at.isoformat().replace("+00:00", "Z"),
+        "run_id": run_id,
+        "repository": repository,
+        "digest": image.digest,
+        "tags": list(image.tags),
+        "pushed_at": image.pushed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "size": image.size,
+        "rule": decision.rule,
+        "reason": decision.reason,
+    }
