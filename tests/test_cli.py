@@ -207,3 +207,44 @@ def test_missing_policy_file_exits_2(tmp_path: Path) -> None:
 def test_bad_usage_exits_2() -> None:
     done = run_process("sweep", "--concurrency", "0", "--policy", "x")
     assert done.returncode == 2 and "positive integer" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--shards", "4"], {}, "JOB_COMPLETION_INDEX"),
+        (["--shard", "3/3"], {}, "bad shard '3/3'"),
+        (["--shard", "x"], {}, "bad shard 'x'"),
+        (["--shard", "0/2", "app"], {}, "do not also name repositories"),
+        (["--shards", "2"], {"JOB_COMPLETION_INDEX": "2"}, "bad shard '2/2'"),
+    ],
+)
+def test_bad_shard_settings_exit_2(
+    argv: list[str], env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    import os
+
+    done = run_process(
+        "sweep", "--policy", keep_policy(tmp_path, 1), *argv, env={**os.environ, **env}
+    )
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_an_indexed_job_pod_sweeps_its_shard(
+    emulator: EmulatorBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cleaner.engine import Shard
+
+    for i in range(6):
+        push_daily(emulator, f"repo-{i}", 3)
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    code, out = await run_cli(
+        "sweep", "--shards", "2", "--policy", keep_policy(tmp_path, 1),
+        "--endpoint-url", emulator.endpoint_url, "--output", "json",
+    )  # fmt: skip
+    assert code == 0
+    swept = {r["repository"] for r in json.loads(out)["repositories"]}
+    assert swept == {f"repo-{i}" for i in range(6) if Shard(1, 2).owns(f"repo-{i}")}
+    assert all(
+        len(emulator.digests(f"repo-{i}")) == (1 if f"repo-{i}" in swept else 3) for i in range(6)
+    )

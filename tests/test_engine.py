@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cleaner.engine import SweepRequest, run
+from cleaner.engine import Shard, SweepRequest, run
 from cleaner.model import Image, Verdict
 from cleaner.policy import parse_policy_file
 from tests.fakes import FakeRegistry
@@ -110,3 +110,26 @@ async def test_concurrency_never_exceeds_the_limit(limit: int) -> None:
     registry = FakeRegistry({f"r{i}": images(250, str(i)) for i in range(6)}, delay=0.002)
     await run(registry, SweepRequest(policy=KEEP_2, now=NOW, apply=True, concurrency=limit))
     assert registry.max_in_flight == limit
+
+
+def test_shards_split_repositories_into_disjoint_covering_sets() -> None:
+    names = [f"team-{i}/app" for i in range(400)]
+    owners = [[s for s in range(4) if Shard(s, 4).owns(n)] for n in names]
+    assert all(len(o) == 1 for o in owners)
+    sizes = [sum(o == [s] for o in owners) for s in range(4)]
+    assert min(sizes) > 60  # a stable hash spreads them; no shard is starved
+
+
+async def test_a_sharded_sweep_prunes_only_its_own_repositories() -> None:
+    registry = FakeRegistry({f"r{i}": images(3, str(i % 10)) for i in range(20)})
+    shard = Shard(1, 3)
+    report = await run(registry, SweepRequest(policy=KEEP_2, now=NOW, apply=True, shard=shard))
+    assert {r.repository for r in report.repositories} == {
+        f"r{i}" for i in range(20) if shard.owns(f"r{i}")
+    }
+
+
+@pytest.mark.parametrize(("index", "count"), [(3, 3), (-1, 2), (0, 0)])
+def test_a_shard_outside_its_range_is_refused(index: int, count: int) -> None:
+    with pytest.raises(ValueError, match="shard"):
+        Shard(index, count)
