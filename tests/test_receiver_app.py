@@ -37,7 +37,7 @@ from tests.test_receiver_scheduler import settle as settle_scheduler
 
 TOKEN = "s3cret-token-value"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-SAMPLES = Path(__file__).parents[2] / "shared" / "events"
+SAMPLES = Path(__file__).parent / "data" / "events"
 SPEC = openapi_document()
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 

@@ -37,7 +37,7 @@ from tests.backends import ACCOUNT, REGION, Backend, EmulatorBackend
 from tests.test_receiver_scheduler import until
 
 TOKEN = "e2e-token"
-SAMPLES = Path(__file__).parents[2] / "shared" / "events"
+SAMPLES = Path(__file__).parent / "data" / "events"
 KEEP = 2
 POLICY_DOC = {
     "rules": [

@@ -22,7 +22,7 @@ from cleaner.receiver.events import (
     parse_prune_request,
 )
 
-SAMPLES = Path(__file__).parents[2] / "shared" / "events"
+SAMPLES = Path(__file__).parent / "data" / "events"
 
 
 def sample(name: str) -> dict[str, Any]:
