@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy cleaner
 	$(BIN)/lint-imports
+	BIN=$(BIN) scripts/lint-deploy.sh
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -30,8 +31,9 @@ format: $(STAMP)
 	$(BIN)/ruff format $(SOURCES)
 	$(BIN)/ruff check --fix $(SOURCES)
 
+# The full benchmark (about 15 minutes); writes bench/RESULTS.md, exits 1 if a target fails.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --json bench/results.json --markdown bench/RESULTS.md
 
 # Re-pin: resolve the ranges in pyproject.toml in throwaway venvs and freeze them.
 lock:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from cleaner import __version__
-from cleaner.errors import ConfigError, RegistryError
+from cleaner.errors import ClusterError, ConfigError, RegistryError
 from cleaner.model import RunReport
 
 if TYPE_CHECKING:
@@ -84,7 +84,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="policy file, YAML or JSON (env CLEANER_POLICY)",
     )
     parser.add_argument("--output", choices=["text", "json"], default="text")
-    parser.add_argument("--region", default=None, help="AWS region (default: the AWS chain)")
+    parser.add_argument(
+        "--region",
+        default=os.environ.get("AWS_REGION"),
+        help="AWS region (default: AWS_REGION, then the AWS chain: AWS_DEFAULT_REGION, profile)",
+    )
     parser.add_argument(
         "--endpoint-url", default=None, help="ECR endpoint (default: AWS_ENDPOINT_URL_ECR or AWS)"
     )
@@ -190,7 +194,7 @@ async def dispatch(args: argparse.Namespace, out: TextIO) -> int:
     except ConfigError as error:
         print(f"ecr-cleaner: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except RegistryError as error:
+    except (RegistryError, ClusterError) as error:
         print(f"ecr-cleaner: failed: {error}", file=sys.stderr)
         return EXIT_FAILED
 
@@ -225,7 +229,7 @@ async def _plan_or_sweep(args: argparse.Namespace, out: TextIO) -> int:
                 endpoint_url=args.endpoint_url,
                 max_connections=args.concurrency,
             ) as registry,
-            cluster_ports(kube, watch=False) as (in_use, coordinator),
+            cluster_ports(kube, watch=False, coordinate=apply) as (in_use, coordinator),
         ):
             engine = Engine(registry, in_use=in_use, coordinator=coordinator, audit=audit)
             with terminal_progress(enabled=apply) as progress:

@@ -115,9 +115,12 @@ class LeaseCoordinator:
 
 @asynccontextmanager
 async def cluster_ports(
-    options: KubeOptions, *, watch: bool
+    options: KubeOptions, *, watch: bool, coordinate: bool = True
 ) -> AsyncIterator[tuple[InUseSource | None, Coordinator | None]]:
-    """The engine's in-use source and coordinator for these options (either may be None)."""
+    """The engine's in-use source and coordinator for these options (either may be None).
+
+    `coordinate=False` (a plan or a dry run: nothing will be deleted) skips the Lease client.
+    """
     async with AsyncExitStack() as stack:
         source: InUseSource | None = None
         if options.in_use and watch:
@@ -128,7 +131,7 @@ async def cluster_ports(
         elif options.in_use:
             source = ListedInUse(options.targets)
         coordinator: Coordinator | None = None
-        if options.lease_namespace:
+        if options.lease_namespace and coordinate:
             api = await api_client(options.targets[0])
             stack.push_async_callback(api.close)
             coordinator = LeaseCoordinator(api, options.lease_namespace, options.lease_seconds)

@@ -189,3 +189,16 @@ async def test_two_concurrent_prunes_of_one_repository_serialise_through_the_lea
     # The second prune lists only after the first has deleted: never interleaved.
     assert registry.timeline == ["list", "deleted", "list"]
     assert sum(len(r.repositories[0].deleted) for r in reports) == 4
+
+
+def test_a_cluster_config_that_cannot_load_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cleaner", "plan", "--policy", policy_file(tmp_path),
+         "--kubeconfig", str(tmp_path / "missing"), "--endpoint-url", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr

@@ -62,7 +62,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="start without a token: anyone who reaches the port can prune (local use only)",
     )
     add("--account", default=env("CLEANER_ACCOUNT"), help="ignore events for other accounts")
-    add("--region", default=None, help="AWS region; events for other regions are ignored")
+    add(
+        "--region",
+        default=env("AWS_REGION"),
+        help="AWS region (default: AWS_REGION, then the AWS chain); other regions' events ignored",
+    )
     add("--endpoint-url", default=None, help="ECR endpoint (default: AWS_ENDPOINT_URL_ECR or AWS)")
     add("--concurrency", type=_number(int, 1), default=10, help="registry calls per prune")
     add("--max-prunes", type=_number(int, 1), default=4, help="prunes at once (default 4)")
