@@ -27,6 +27,7 @@ from botocore.exceptions import (
 
 from cleaner.errors import ConfigError, RegistryError, RepositoryNotFoundError
 from cleaner.model import DeleteFailure, DeleteResult, Image, Repository
+from cleaner.ratelimit import AdaptiveLimiter, Limiter
 from cleaner.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
@@ -128,11 +129,18 @@ class EcrRegistry:
     """One ECR registry (account + region) reached through an aiobotocore client."""
 
     def __init__(
-        self, client: Any, *, backoff: Backoff | None = None, on_call: CallHook | None = None
+        self,
+        client: Any,
+        *,
+        backoff: Backoff | None = None,
+        on_call: CallHook | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._client = client
         self._backoff = backoff or Backoff()
         self._on_call = on_call or _ignore_call
+        # On by default: free until the first throttle (cleaner/ratelimit.py).
+        self._limiter = limiter if limiter is not None else AdaptiveLimiter()
 
     @classmethod
     @asynccontextmanager
@@ -146,6 +154,7 @@ class EcrRegistry:
         access_key: str | None = None,
         secret_key: str | None = None,
         on_call: CallHook | None = None,
+        limiter: Limiter | None = None,
     ) -> AsyncIterator[EcrRegistry]:
         """Build a client from the standard AWS chain (env, profile, IRSA, AWS_ENDPOINT_URL_ECR).
 
@@ -170,17 +179,21 @@ class EcrRegistry:
                 client = await stack.enter_async_context(client_context)
             except BotoCoreError as error:  # no region, bad profile, bad endpoint URL...
                 raise ConfigError(f"cannot create the ECR client: {error}") from error
-            yield cls(client, backoff=backoff, on_call=on_call)
+            yield cls(client, backoff=backoff, on_call=on_call, limiter=limiter)
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         method = getattr(self._client, _snake(operation))
 
         async def attempt() -> dict[str, Any]:
+            asked_at = await self._limiter.acquire(operation)
             try:
                 result: dict[str, Any] = await method(**params)
             except Exception as error:
-                self._on_call(operation, outcome_of(error))
+                outcome = outcome_of(error)
+                self._limiter.report(operation, outcome, asked_at)
+                self._on_call(operation, outcome)
                 raise
+            self._limiter.report(operation, "ok", asked_at)
             self._on_call(operation, "ok")
             return result
 

@@ -1,0 +1,88 @@
+"""The planner benchmark, run in a fresh process so its CPU time and peak RSS are the
+planner's: `python -m bench.plan IMAGES` prints one JSON line.
+
+One repository of IMAGES images (ECR's default per-repository maximum is 100,000) from
+bench/synth.py: plain and untagged CI builds, releases with semver tags, cosign signatures,
+multi-arch indexes with attestations. Timed: building the artifact graph from the index
+entries (as read from the manifests) and planning under three rules plus protections.
+Not timed: making the Image objects, which stands for the listing.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.synth import policy_doc, pushes
+from cleaner.emulator.manifests import digest_of, parse_manifest
+from cleaner.graph import ChildRef, build_graph, manifest_facts
+from cleaner.model import Image
+from cleaner.planner import plan_repository
+from cleaner.policy import parse_policy_file
+
+
+def listing(count: int, now: datetime) -> tuple[list[Image], dict[str, tuple[ChildRef, ...]]]:
+    """The Images DescribeImages would list, and each index's children."""
+    images: list[Image] = []
+    children: dict[str, tuple[ChildRef, ...]] = {}
+    for push in pushes(0, count, now):
+        info = getattr(push.manifest, "info", None) or parse_manifest(push.manifest)
+        digest = digest_of(push.manifest)
+        if info.children:  # what the engine parses from the index it reads
+            children[digest] = manifest_facts(push.manifest).children
+        images.append(
+            Image(
+                digest=digest,
+                tags=push.tags,
+                pushed_at=push.pushed_at,
+                size=info.size,
+                media_type=info.media_type,
+                artifact_media_type=info.artifact_media_type or "",
+                subject=info.subject,
+            )
+        )
+    return images, children
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS. Linux keeps ru_maxrss across exec, so a child forked from a
+    big benchmark process would report the parent's peak; VmHWM belongs to this image only.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def main() -> None:
+    count = int(sys.argv[1])
+    now = datetime.now(UTC)
+    images, children = listing(count, now)
+    policy = parse_policy_file(policy_doc("*"), "bench")
+    entry = policy.entry_for("bench/plan")
+    assert entry is not None and entry.lifecycle is not None
+    started = time.process_time()
+    graph = build_graph(images, children, {})
+    plan = plan_repository(
+        "bench/plan", images, entry.lifecycle, now, policy.protect, policy.safety, graph=graph
+    )
+    cpu_s = time.process_time() - started
+    peak_kib = peak_rss_kib()
+    result = {
+        "images": len(images),
+        "expire": len(plan.expire),
+        "cpu_s": round(cpu_s, 3),
+        "peak_rss_mb": round(peak_kib / 1024, 1),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The receiver benchmark: a burst of CI pushes, from POST /events to the planned state.
+
+Each repository starts with `KEEP` old single-platform images under the policy "keep the
+`KEEP` newest". The burst pushes `pushes` buildx multi-arch images into every repository
+(index, two platform manifests, two attestations; two tags on the index), interleaved
+across repositories as parallel CI jobs would, and POSTs one EventBridge event per PutImage
+and per extra tag to a real receiver app (real EnginePruner and EcrRegistry) over HTTP. The
+planned state is known in advance: exactly the `pushes` oldest images are gone. Latency is
+measured per repository from its last POST (the moment its planned state is fixed) until
+the emulator's store shows that state; the shipped scheduler settings are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from cleaner.emulator import RegistryStore, running
+from cleaner.emulator import manifests as mf
+from cleaner.engine import Engine
+from cleaner.model import RunReport
+from cleaner.policy import parse_policy_file
+from cleaner.receiver.app import Deps, make_app
+from cleaner.receiver.auth import TokenAuth
+from cleaner.receiver.pruner import EnginePruner
+from cleaner.registry import EcrRegistry
+
+KEEP = 20
+TIMEOUT_S = 30.0
+
+
+class CountingPruner:
+    """Counts the prunes the scheduler starts, per repository."""
+
+    def __init__(self, inner: EnginePruner) -> None:
+        self.inner = inner
+        self.prunes: Counter[str] = Counter()
+
+    async def prune(self, repositories: tuple[str, ...], *, dry_run: bool) -> RunReport:
+        self.prunes.update(repositories)
+        return await self.inner.prune(repositories, dry_run=dry_run)
+
+
+def seed_old(store: RegistryStore, names: list[str], now: datetime) -> dict[str, list[str]]:
+    """KEEP old images per repository; returns their digests, oldest first."""
+    old: dict[str, list[str]] = {}
+    for name in names:
+        store.create_repository(name)
+        old[name] = [
+            store.put_image(
+                name,
+                mf.make_manifest(f"{name}:{k}"),
+                tag=f"main-{k}",
+                pushed_at=now - timedelta(days=30 - k),
+            )
+            for k in range(KEEP)
+        ]
+    return old
+
+
+def push(store: RegistryStore, name: str, build: int) -> list[tuple[str, str | None]]:
+    """One buildx push; returns (digest, tag) per event ECR would send."""
+    events: list[tuple[str, str | None]] = []
+    entries = []
+    for arch in ("amd64", "arm64"):
+        text = mf.make_manifest(f"{name}:{build}:{arch}", oci=True)
+        attestation = mf.attestation_manifest(mf.digest_of(text))
+        for manifest in (text, attestation):
+            events.append((store.put_image(name, manifest), None))
+        entries += [
+            mf.descriptor(text, platform=mf.Platform(arch)),
+            mf.attestation_descriptor(attestation, mf.digest_of(text)),
+        ]
+    index = mf.index_manifest(entries, oci=True)
+    digest = store.put_image(name, index, tag=f"build-{build}")
+    store.add_tag(name, digest, "latest")
+    return [*events, (digest, f"build-{build}"), (digest, "latest")]
+
+
+def event(name: str, digest: str, tag: str | None) -> dict[str, Any]:
+    detail = {"result": "SUCCESS", "repository-name": name, "image-digest": digest}
+    detail |= {"action-type": "PUSH", **({"image-tag": tag} if tag else {})}
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": "123456789012",
+        "time": datetime.now(UTC).isoformat(),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+async def run_receiver(
+    repositories: int, pushes: int, latency_ms: float, throttle: Mapping[str, float]
+) -> dict[str, Any]:
+    store = RegistryStore()
+    names = [f"recv/app{i}" for i in range(repositories)]
+    old = seed_old(store, names, datetime.now(UTC))
+    rules = [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType":
+             "imageCountMoreThan", "countNumber": KEEP}, "action": {"type": "expire"}}]  # fmt: skip
+    policy = parse_policy_file({"repositories": [{"match": "recv/*", "rules": rules}]}, "bench")
+    async with (
+        running(store, latency_ms=latency_ms, throttle=throttle) as url,
+        EcrRegistry.connect(
+            endpoint_url=url,
+            region="us-east-1",
+            access_key="bench",
+            secret_key="bench",  # noqa: S106
+        ) as registry,
+    ):
+        pruner = CountingPruner(EnginePruner(Engine(registry), policy))
+        runner = web.AppRunner(make_app(Deps(pruner=pruner, auth=TokenAuth(None))))
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            before = sum(store.calls.values())
+            latencies, posted = await _burst(store, f"http://{host}:{port}", names, pushes, old)
+            calls = sum(store.calls.values()) - before
+        finally:
+            await runner.cleanup()  # drains the scheduler: every prune has ended
+    figures = _figures(latencies, posted, repositories, pruner.prunes, calls)
+    # Planned: KEEP - pushes old images, plus 5 images per push.
+    wrong = [n for n in names if len(store.repos[n].images) != KEEP + 4 * pushes]
+    figures["wrong_state"] = len(wrong)
+    return figures
+
+
+async def _burst(
+    store: RegistryStore, url: str, names: list[str], pushes: int, old: dict[str, list[str]]
+) -> tuple[list[float], int]:
+    last_post: dict[str, float] = {}
+    posted = 0
+    async with aiohttp.ClientSession() as http:
+        for build in range(pushes):
+            for name in names:
+                for digest, tag in push(store, name, build):
+                    async with http.post(f"{url}/events", json=event(name, digest, tag)) as r:
+                        r.raise_for_status()
+                    posted += 1
+                last_post[name] = time.perf_counter()
+        done = await asyncio.gather(*(_planned(store, n, old[n][:pushes]) for n in names))
+    return [(done[i] - last_post[n]) * 1000 for i, n in enumerate(names)], posted
+
+
+async def _planned(store: RegistryStore, name: str, expired: list[str]) -> float:
+    """When the expired images are gone (and only they: checked by the caller's figures)."""
+    deadline = time.perf_counter() + TIMEOUT_S
+    images = store.repos[name].images
+    while any(d in images for d in expired):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{name} did not reach its planned state in {TIMEOUT_S}s")
+        await asyncio.sleep(0.005)
+    return time.perf_counter()
+
+
+def _figures(
+    latencies: list[float], posted: int, repositories: int, prunes: Counter[str], calls: int
+) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    return {
+        "events": posted,
+        "repositories": repositories,
+        "p50_ms": round(statistics.median(ordered), 1),
+        "p99_ms": round(_percentile(ordered, 0.99), 1),
+        "prunes": sum(prunes.values()),
+        "max_prunes_per_repository": max(prunes.values(), default=0),
+        "api_calls": calls,
+    }
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile (with 8 repositories, p99 is the slowest one)."""
+    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5)))
+    return ordered[rank - 1]

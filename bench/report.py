@@ -1,0 +1,113 @@
+"""The issue's targets as checks, and the Markdown table `make bench` writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIN_EFFICIENCY = 0.8
+MAX_CALLS_RATIO = 1.1
+MIN_SPEEDUP = 20.0
+MAX_P99_MS = 1500.0
+MAX_PRUNES = 2
+MAX_PLAN_CPU_S = 2.0
+MAX_PLAN_RSS_MB = 400.0
+
+
+def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    s, r, p = results["sweep"], results["receiver"], results["plan"]
+    return [
+        _check(
+            "sweep efficiency >= 0.8",
+            s["efficiency"] >= MIN_EFFICIENCY,
+            f"bound {s['bound_s']}s / wall {s['wall_s']}s = {s['efficiency']}",
+        ),
+        _check(
+            "zero failures despite throttling",
+            s["failures"] == 0,
+            f"{s['failures']} failures, {s['throttled']} throttled answers",
+        ),
+        _check(
+            "API calls <= 1.1x the minimum",
+            s["calls_ratio"] <= MAX_CALLS_RATIO,
+            f"{sum(s['api_calls'].values()) - s['verify_calls']} calls (without "
+            f"{s['verify_calls']} verify reads) / {s['min_api_calls']} = {s['calls_ratio']}; "
+            f"with verify reads: {s['calls_ratio_with_verify']}",
+        ),
+        _check(
+            ">= 20x faster than the baseline",
+            s["speedup_vs_baseline"] >= MIN_SPEEDUP,
+            f"baseline {s['baseline_wall_s']}s / {s['wall_s']}s = {s['speedup_vs_baseline']}x",
+        ),
+        _check(
+            "receiver p99 <= 1.5 s, <= 2 prunes per repository, planned state reached",
+            r["p99_ms"] <= MAX_P99_MS
+            and r["max_prunes_per_repository"] <= MAX_PRUNES
+            and r["wrong_state"] == 0,
+            f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, at most "
+            f"{r['max_prunes_per_repository']} prunes, {r['wrong_state']} repositories wrong",
+        ),
+        _check(
+            "plan 100k images <= 2 s CPU, <= 400 MB RSS",
+            p["cpu_s"] <= MAX_PLAN_CPU_S and p["peak_rss_mb"] <= MAX_PLAN_RSS_MB,
+            f"{p['images']} images: {p['cpu_s']} s CPU, {p['peak_rss_mb']} MB peak RSS",
+        ),
+    ]
+
+
+def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
+    return {"name": name, "ok": bool(ok), "detail": detail}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, s, r, p = results["machine"], results["sweep"], results["receiver"], results["plan"]
+    base, checks = s["baseline_measured"], results["checks"]
+    rates = ", ".join(f"{op} {tps:g}/s" for op, tps in s["throttle"].items())
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` ({'--quick' if results['quick'] else 'full run'}) on "
+        f"{m['date']}: {m['cpus']} CPUs ({m['processor']}), Python {m['python']}, "
+        f"{m['platform']}; whole run {m['total_s']} s.",
+        "",
+        f"Emulator: {s['latency_ms']:g} ms per call, throttled at {rates}; sweep concurrency "
+        f"{s['concurrency']}. See bench/README.md for how the bound and the baseline are made.",
+        "",
+        "| Figure | ecr-cleaner | Baseline / bound / target |",
+        "|---|---|---|",
+        f"| Sweep size | {s['repositories']} repositories, {s['images']:,} images, "
+        f"{s['deleted']:,} deleted | same work |",
+        f"| Sweep wall time | {s['wall_s']} s | baseline {s['baseline_wall_s']:,} s "
+        f"(measured {base['wall_s']} s for {base['deleted']:,} deletions, x{base['scale']}) |",
+        f"| Speed-up vs baseline | {s['speedup_vs_baseline']}x | target >= 20x |",
+        f"| Efficiency (bound / wall) | {s['efficiency']} | bound {s['bound_s']} s; "
+        "target >= 0.8 |",
+        f"| API calls (without verify reads) | {_calls(s)} | minimum {s['min_api_calls']:,}; "
+        f"ratio {s['calls_ratio']} (target <= 1.1) |",
+        f"| Verify reads before deletes | {s['verify_calls']:,} | ratio with them "
+        f"{s['calls_ratio_with_verify']} |",
+        f"| Throttled answers / failures | {s['throttled']:,} / {s['failures']} | "
+        "target 0 failures |",
+        f"| Baseline API calls | {_baseline_calls(base)} | one delete per image |",
+        f"| Receiver burst | {r['events']} events, {r['repositories']} repositories | |",
+        f"| Push to pruned, p50 / p99 | {r['p50_ms']} / {r['p99_ms']} ms | target p99 <= 1500 ms |",
+        f"| Prunes (max per repository) | {r['prunes']} ({r['max_prunes_per_repository']}) | "
+        f"target <= 2; {r['api_calls']} API calls |",
+        f"| Plan {p['images']:,} images: CPU | {p['cpu_s']} s | target <= 2 s |",
+        f"| Plan {p['images']:,} images: peak RSS | {p['peak_rss_mb']} MB | target <= 400 MB |",
+        "",
+        "## Checks",
+        "",
+        *(f"- {'PASS' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}" for c in checks),
+        "",
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _calls(s: dict[str, Any]) -> str:
+    calls = dict(s["api_calls"])
+    calls["DescribeImages"] = calls.get("DescribeImages", 0) - s["verify_calls"]
+    return ", ".join(f"{op} {n:,}" for op, n in calls.items())
+
+
+def _baseline_calls(base: dict[str, Any]) -> str:
+    return ", ".join(f"{op} {n:,}" for op, n in base["api_calls"].items())

@@ -1,0 +1,137 @@
+"""Benchmarks of issue 8: sweep vs the rate-limit bound and the baseline, receiver latency,
+planner cost. `bench/run.py [--quick] --json OUT.json [--markdown RESULTS.md]`.
+
+Prints one PASS/FAIL line per target and exits 1 when one fails (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make `bench` and `cleaner` importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.receiver import run_receiver  # noqa: E402
+from bench.report import checks, markdown  # noqa: E402
+from bench.sweep import SweepConfig, run_sweep  # noqa: E402
+
+DEFAULT_THROTTLE = {"DescribeImages": 50.0, "BatchDeleteImage": 20.0, "BatchGetImage": 100.0}
+# (repositories, images per repository, baseline repositories, baseline budget in seconds)
+FULL = (500, 2000, 2, 60.0)
+QUICK = (50, 1000, 1, 20.0)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="50 x 1,000 images, < 3 min")
+    parser.add_argument("--json", metavar="OUT", help="write the figures here")
+    parser.add_argument("--markdown", metavar="MD", help="write a Markdown table here")
+    parser.add_argument("--repositories", type=int, help="override the sweep size")
+    parser.add_argument("--images", type=int, help="images per repository")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--throttle",
+        action="append",
+        default=[],
+        metavar="OP=TPS",
+        help=f"override a rate (defaults: {_rates(DEFAULT_THROTTLE)})",
+    )
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--receiver-repositories", type=int, default=8)
+    parser.add_argument("--receiver-pushes", type=int, default=5)
+    parser.add_argument("--plan-images", type=int, default=100_000)
+    parser.add_argument("--baseline-budget-s", type=float, help="time given to the baseline")
+    return parser.parse_args(argv)
+
+
+def _rates(rates: dict[str, float]) -> str:
+    return ", ".join(f"{op} {tps:g}/s" for op, tps in rates.items())
+
+
+def throttle_of(overrides: Sequence[str]) -> dict[str, float]:
+    rates = dict(DEFAULT_THROTTLE)
+    for item in overrides:
+        op, _, tps = item.partition("=")
+        rates[op] = float(tps)
+    return rates
+
+
+def sweep_config(args: argparse.Namespace) -> SweepConfig:
+    repos, images, baseline_repos, budget = QUICK if args.quick else FULL
+    return SweepConfig(
+        repositories=args.repositories or repos,
+        images=args.images or images,
+        latency_ms=args.latency_ms,
+        throttle=throttle_of(args.throttle),
+        concurrency=args.concurrency,
+        baseline_repositories=baseline_repos,
+        baseline_budget_s=args.baseline_budget_s or budget,
+    )
+
+
+def run_plan(images: int) -> dict[str, Any]:
+    """In a fresh interpreter, so CPU time and peak RSS are the planner's alone."""
+    command = [sys.executable, "-m", "bench.plan", str(images)]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)  # noqa: S603
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(terse=True),
+        "processor": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    config = sweep_config(args)
+    results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    print(f"sweep: {config.repositories} x {config.images} images ...", flush=True)
+    results["sweep"] = run_sweep(config)
+    print("receiver burst ...", flush=True)
+    results["receiver"] = asyncio.run(
+        run_receiver(
+            args.receiver_repositories, args.receiver_pushes, args.latency_ms, config.throttle
+        )
+    )
+    print("planner ...", flush=True)
+    results["plan"] = run_plan(args.plan_images)
+    results["checks"] = checks(results)
+    results["machine"]["total_s"] = round(time.perf_counter() - started, 1)
+    for check in results["checks"]:
+        print(f"{'PASS' if check['ok'] else 'FAIL'}  {check['name']}: {check['detail']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(results))
+    return 0 if all(c["ok"] for c in results["checks"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
