@@ -21,10 +21,12 @@ ordinary (top-level) image, while a referrer or cosign artifact whose subject is
 from __future__ import annotations
 
 import enum
+import gc
 import json
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -183,6 +185,21 @@ class ArtifactGraph:
         return [i for i in images if i.digest not in self._up and i.digest not in self._orphans]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Building a graph or a plan allocates hundreds of thousands of small objects and frees
+    none until it returns; the cyclic collector would rescan them again and again for
+    nothing (a tenth of the time at 100k images). Both are synchronous: nothing else runs
+    meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def build_graph(
     images: Sequence[Image],
     index_children: Mapping[str, Sequence[ChildRef | str]],
@@ -194,6 +211,15 @@ def build_graph(
     `referrer_subjects`: referrer digest -> subject digest, used where `Image.subject`
     (subjectManifestDigest, authoritative when present) is missing.
     """
+    with gc_paused():
+        return _link(images, index_children, referrer_subjects)
+
+
+def _link(
+    images: Sequence[Image],
+    index_children: Mapping[str, Sequence[ChildRef | str]],
+    referrer_subjects: Mapping[str, str],
+) -> ArtifactGraph:
     links = _Links({image.digest for image in images})
     for parent, refs in index_children.items():
         if parent in links.present:

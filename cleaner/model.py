@@ -6,6 +6,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from operator import attrgetter
 
 INDEX_MEDIA_TYPES = frozenset(
@@ -48,9 +49,19 @@ def newest_first(images: Iterable[Image]) -> list[Image]:
     preview and the real sweep then agree, and tests are reproducible. Never by digest alone:
     "Expiration is always ordered by pushed_at_time".
     """
+    images = list(images)
+    if _in_ranking_order(images):  # planning sorts once; later calls get sorted input
+        return images
     by_digest = sorted(images, key=attrgetter("digest"))
     # sorted() is stable, also with reverse=True, so equal push times keep the digest order.
     return sorted(by_digest, key=attrgetter("pushed_at"), reverse=True)
+
+
+def _in_ranking_order(images: list[Image]) -> bool:
+    return all(
+        a.pushed_at > b.pushed_at or (a.pushed_at == b.pushed_at and a.digest <= b.digest)
+        for a, b in pairwise(images)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from itertools import compress, count, repeat
 
-from cleaner.graph import ArtifactGraph, build_graph, resolve_dependents
+from cleaner.graph import ArtifactGraph, build_graph, gc_paused, resolve_dependents
 from cleaner.model import (
     ActionType,
     CountType,
@@ -38,7 +38,15 @@ from cleaner.model import (
     Verdict,
     newest_first,
 )
-from cleaner.protections import NO_PROTECTIONS, NO_SAFETY, Protections, Safety, protect
+from cleaner.protections import (
+    NO_PROTECTIONS,
+    NO_SAFETY,
+    Protections,
+    Safety,
+    protect,
+    protection_reason,
+    semver_top,
+)
 
 _DAY = timedelta(days=1)
 _ARCHIVE_NOTE = "ECR would archive it, ecr-cleaner does not archive"
@@ -62,13 +70,14 @@ def plan_repository(
     keep, apply to them next; dependents then follow their parents. Without `graph`, links
     come from what DescribeImages shows (cosign tags, `subjectManifestDigest`).
     """
-    images = list(images)
+    images = newest_first(images)
     graph = graph or build_graph(images, {}, {})
-    top = graph.top_level(images)
-    decided = protect(evaluate(top, policy, now), protections, safety, now, held)
-    decisions = resolve_dependents(
-        [*decided, *_pinned(images, top, protections, now, held)], graph, images
-    )
+    with gc_paused():
+        top = graph.top_level(images)
+        versions = semver_top(top, protections.semver)
+        decided = protect(evaluate(top, policy, now), protections, safety, now, held, versions)
+        pinned = _pinned(images, top, protections, now, held or {}, versions)
+        decisions = resolve_dependents([*decided, *pinned], graph, images)
     return Plan(repository=repository, decisions=tuple(decisions))
 
 
@@ -77,13 +86,23 @@ def _pinned(
     top: Sequence[Image],
     protections: Protections,
     now: datetime,
-    held: Mapping[str, str] | None,
+    held: Mapping[str, str],
+    versions: Mapping[str, str],
 ) -> list[Decision]:
-    """Dependents a protection keeps on their own (a tagged `prod` platform manifest, say)."""
+    """Dependents a protection keeps on their own (a tagged `prod` platform manifest, say).
+
+    Semantic versions rank among top-level images only: a platform manifest or a signature
+    is not a release of its own.
+    """
     top_digests = {i.digest for i in top}
-    dependents = [Decision(i, Verdict.EXPIRE, "") for i in images if i.digest not in top_digests]
-    guarded = protect(dependents, protections, NO_SAFETY, now, held)
-    return [d for d in guarded if d.verdict is Verdict.KEEP]
+    pinned = []
+    for image in images:
+        if image.digest in top_digests:
+            continue
+        why = held.get(image.digest) or protection_reason(image, protections, versions, now)
+        if why:
+            pinned.append(Decision(image, Verdict.KEEP, f"protected: {why}"))
+    return pinned
 
 
 def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) -> list[Decision]:

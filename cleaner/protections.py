@@ -61,15 +61,16 @@ def protect(
     safety: Safety,
     now: datetime,
     held: Mapping[str, str] | None = None,
+    top_versions: Mapping[str, str] | None = None,
 ) -> list[Decision]:
     """Turn protected expiries into keeps, then hold the keep_at_least floor (newest first).
 
     `held` maps digests to a reason they must stay whatever the file says (in use by a
-    cluster); it is checked before every other protection.
+    cluster); it is checked before every other protection. `top_versions` is `semver_top`
+    of these images, for a caller that needs it too (computed here otherwise).
     """
-    top_versions = (
-        semver_top((d.image for d in decisions), protections.semver) if protections.semver else {}
-    )
+    if top_versions is None:
+        top_versions = semver_top((d.image for d in decisions), protections.semver)
     held = held or {}
     guarded = [
         _kept(d, f"protected: {held[d.image.digest]}")
@@ -81,7 +82,7 @@ def protect(
 
 
 def _guard(
-    decision: Decision, protections: Protections, top_versions: dict[str, str], now: datetime
+    decision: Decision, protections: Protections, top_versions: Mapping[str, str], now: datetime
 ) -> Decision:
     if decision.verdict is not Verdict.EXPIRE:
         return decision
@@ -92,7 +93,7 @@ def _guard(
 
 
 def protection_reason(
-    image: Image, protections: Protections, top_versions: dict[str, str], now: datetime
+    image: Image, protections: Protections, top_versions: Mapping[str, str], now: datetime
 ) -> str | None:
     """The first protection that holds for this image, as a reason; None if none does."""
     for tag in image.tags:

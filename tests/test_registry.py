@@ -131,3 +131,14 @@ async def test_server_errors_are_retried() -> None:
                 result = await registry.delete_images("app", digests[start : start + 100])
                 assert result.failed == ()
     assert store.digests("app") == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1767225600, 1767225600.0, "1767225600", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00"],
+)
+def test_timestamps_parse_to_utc_whatever_their_form(value: object) -> None:
+    from cleaner.registry import parse_timestamp
+
+    assert parse_timestamp(value) == datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_timestamp(value).utcoffset() == timedelta(0)
