@@ -131,9 +131,12 @@ def _sign(repo: _Repo, subject: str, when: datetime, *, seed: int = 0) -> None:
 def _base_images(store: RegistryStore, rng: random.Random, now: datetime) -> None:
     store.create_repository("platform/base", created_at=now - timedelta(days=400))
     repo = _Repo(store, "platform/base", rng, layers=(29_150_000, 14_000_000))
-    for week in range(9, 1, -1):
+    for week in range(16, 10, -1):  # before the team moved to buildx: one platform
         when = now - timedelta(weeks=week)
         repo.push(when, f"bookworm-{when:%Y%m%d}", "latest")
+    for week in range(10, 0, -1):  # weekly multi-arch rebuilds since
+        when = now - timedelta(weeks=week)
+        _multi_arch(repo, when, f"bookworm-{when:%Y%m%d}")
     _multi_arch(repo, now - timedelta(days=3), f"bookworm-{now - timedelta(days=3):%Y%m%d}")
 
 
