@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 SOURCES := cleaner tests $(wildcard bench)
 
-.PHONY: demo test lint format bench lock clean
+.PHONY: demo test lint format bench audit lock clean
 
 $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ format: $(STAMP)
 # The full benchmark (about 15 minutes); writes bench/RESULTS.md, exits 1 if a target fails.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --json bench/results.json --markdown bench/RESULTS.md
+
+# Known vulnerabilities in the pinned dependencies (pip-audit; needs PyPI's JSON API).
+audit: $(STAMP)
+	scripts/audit-deps.sh
 
 # Re-pin: resolve the ranges in pyproject.toml in throwaway venvs and freeze them.
 lock:

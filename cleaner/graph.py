@@ -230,7 +230,10 @@ def _link(
                 else:
                     links.add(ref.digest, Edge(parent, ref.relation, True))
     for image in images:
-        if image.tags or image.subject or image.digest in referrer_subjects:
+        # Hot loop: most images are neither referrers nor cosign artifacts (whose tags all
+        # start with the digest algorithm), so skip them before building anything.
+        maybe_cosign = bool(image.tags) and image.tags[0].startswith("sha")
+        if maybe_cosign or image.subject or image.digest in referrer_subjects:
             for edge in _artifact_edges(image, referrer_subjects):
                 links.add(image.digest, edge)
     return ArtifactGraph(

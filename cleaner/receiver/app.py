@@ -7,6 +7,7 @@ scheduler, which this module owns for the app's lifetime (`cleanup_ctx`).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from cleaner.output import report_to_json
@@ -43,6 +45,9 @@ from cleaner.receiver.scheduler import (
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024  # the issue's limit; EventBridge events are far smaller
+BODY_TIMEOUT_S = 10.0
+"""The whole body must arrive within this time after the headers (EventBridge sends it at once);
+a stalled client then gets 408 instead of holding a handler forever. Read at request time."""
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 EVENTS_PATH = "/events"
 # Headers an HTTP error keeps when it becomes a JSON answer (Content-Type is replaced).
@@ -86,7 +91,24 @@ DEPS = web.AppKey("deps", Deps)
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
+class _NoRawRequestBytes(logging.Filter):
+    """aiohttp logs a malformed request with a traceback quoting the offending raw bytes, and
+    a broken `Authorization` or `X-Api-Key` line holds the token: log the error's kind only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = "malformed HTTP request: %s (%s)"
+            record.args = (type(error).__name__, error.code)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_PARSER_ERRORS = _NoRawRequestBytes()
+
+
 def make_app(deps: Deps) -> web.Application:
+    logging.getLogger("aiohttp.server").addFilter(_PARSER_ERRORS)  # once: filters are a set
     scheduler = Scheduler(InstrumentedPruner(deps.pruner, deps.metrics), deps.schedule)
     deps.metrics.watch(lambda: scheduler.depth, lambda: scheduler.running)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors, _authenticate])
@@ -172,8 +194,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 async def post_events(request: web.Request) -> web.Response:
     deps, scheduler = request.app[DEPS], request.app[RUNTIME].scheduler
     try:
-        answer = _receive(deps.scope, scheduler, await request.read())
-    except (web.HTTPRequestEntityTooLarge, InvalidRequest, Rejected) as error:
+        answer = _receive(deps.scope, scheduler, await read_body(request))
+    except (web.HTTPClientError, InvalidRequest, Rejected) as error:
         deps.metrics.count_event(_failure_status(error))
         raise
     deps.metrics.count_event(answer["status"])
@@ -203,18 +225,34 @@ def _receive(scope: Scope, scheduler: Scheduler, body: bytes) -> dict[str, str]:
 def _failure_status(error: Exception) -> str:
     if isinstance(error, web.HTTPRequestEntityTooLarge):
         return "too_large"
+    if isinstance(error, web.HTTPRequestTimeout):
+        return "timeout"
     if isinstance(error, InvalidRequest):
         return "invalid"
     return "throttled" if isinstance(error, BacklogFull) else "unavailable"
 
 
 async def post_prune(request: web.Request) -> web.Response:
-    wanted = parse_prune_request(await request.read())
+    wanted = parse_prune_request(await read_body(request))
     job = request.app[RUNTIME].scheduler.submit_job(wanted.repositories, dry_run=wanted.dry_run)
     if not wanted.wait:
         location = {"Location": f"/jobs/{job.id}"}
         return web.json_response(job_to_json(job), status=202, headers=location)
     return await _report_when_done(job)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body (at most MAX_BODY: 413), within BODY_TIMEOUT_S (408); a body that cannot
+    be decoded (broken gzip or chunking) is the client's error (400), not ours."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the body did not arrive within {BODY_TIMEOUT_S:g} s"
+        ) from None
+    except web.RequestPayloadError as error:
+        raise InvalidRequest("the body could not be decoded (content encoding)") from error
 
 
 async def get_plan(request: web.Request) -> web.Response:

@@ -112,6 +112,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"body is not valid JSON: {error}") from error
     except RecursionError as error:  # absurdly deep nesting; still a client error
         raise InvalidRequest("body nests too deeply") from error
+    except ValueError as error:  # int() refuses more than 4300 digits (sys.int_info)
+        raise InvalidRequest("body is not valid JSON: a number is too long") from error
     if not isinstance(doc, dict):
         raise InvalidRequest(f"body must be a JSON object, got {type(doc).__name__}")
     return doc

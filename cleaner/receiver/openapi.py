@@ -49,6 +49,7 @@ UNAUTHORIZED = _error(
     {"WWW-Authenticate": {"schema": {"type": "string"}}},
 )
 TOO_LARGE = _error("The body is larger than 256 KiB.")
+BODY_TIMEOUT = _error("The body did not arrive in time (a stalled or very slow client).")
 BACKLOG_FULL = _error("Too much work is waiting; retry later.", RETRY_AFTER)
 DRAINING = _error("The server is shutting down; retry later (another replica).", RETRY_AFTER)
 
@@ -236,6 +237,7 @@ def _events() -> Schema:
                 ),
                 "400": _error("Not JSON, not an event, or an invalid repository name."),
                 "401": UNAUTHORIZED,
+                "408": BODY_TIMEOUT,
                 "413": TOO_LARGE,
                 "429": BACKLOG_FULL,
                 "503": DRAINING,
@@ -259,6 +261,7 @@ def _prune() -> Schema:
                 ),
                 "400": _error("Malformed body, unknown field or invalid repository name."),
                 "401": UNAUTHORIZED,
+                "408": BODY_TIMEOUT,
                 "413": TOO_LARGE,
                 "429": BACKLOG_FULL,
                 "502": _error("`wait`: the prune failed (the registry could not be read)."),
