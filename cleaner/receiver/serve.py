@@ -156,6 +156,9 @@ def _default_region() -> str | None:
     return str(region) if region else None
 
 
+KEEPALIVE_TIMEOUT_S = 75.0
+
+
 async def serve_app(
     app: web.Application,
     host: str,
@@ -164,7 +167,12 @@ async def serve_app(
     on_started: Callable[[str], None] | None = None,
 ) -> None:
     runner = web.AppRunner(
-        app, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=HANDLER_SHUTDOWN_S
+        app,
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=HANDLER_SHUTDOWN_S,
+        # aiohttp's default keeps an idle or half-sent connection for an hour; EventBridge
+        # closes after each request anyway, so a short idle limit costs nothing.
+        keepalive_timeout=KEEPALIVE_TIMEOUT_S,
     )
     await runner.setup()
     try:
