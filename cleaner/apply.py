@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cleaner.errors import CleanerError
 from cleaner.graph import ArtifactGraph, deletion_waves
-from cleaner.model import Decision, DeleteFailure, DeleteResult, Image, Plan, Repository
+from cleaner.model import (
+    BATCH_LIMIT,
+    Decision,
+    DeleteFailure,
+    DeleteResult,
+    Image,
+    Plan,
+    Repository,
+    iso_utc,
+)
 from cleaner.references import InUse, in_use_protection
 
 log = logging.getLogger("cleaner.engine")
-BATCH_LIMIT = 100
 REFERENCED_BY_INDEX = "ImageReferencedByManifestList"
 AuditSink = Callable[[dict[str, Any]], None]
 
@@ -49,7 +57,7 @@ class Applier:
     registry: Deleter
     api_slots: asyncio.Semaphore
     run_id: str
-    in_use: Callable[[], Any] | None = None
+    in_use: Callable[[], Awaitable[InUse]] | None = None
     """Returns an awaitable InUse (the engine's source), re-read before every batch."""
     audit: AuditSink | None = None
     on_deleted: Callable[[int], None] = lambda count: None
@@ -180,12 +188,12 @@ def audit_record(repository: str, decision: Decision, run_id: str, at: datetime)
     """The audit trail's line for one deletion: what went, when, and why."""
     image = decision.image
     return {
-        "time": at.isoformat().replace("+00:00", "Z"),
+        "time": iso_utc(at),
         "run_id": run_id,
         "repository": repository,
         "digest": image.digest,
         "tags": list(image.tags),
-        "pushed_at": image.pushed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "pushed_at": iso_utc(image.pushed_at),
         "size": image.size,
         "rule": decision.rule,
         "reason": decision.reason,

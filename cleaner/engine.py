@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 10
 REFERENCED_REASON = "kept: the registry refused, an image index still references it"
-BATCH_LIMIT = 100
 
 
 class Registry(ManifestSource, Protocol):
@@ -197,18 +196,16 @@ async def prune_repository(context: _Run, repository: Repository) -> RepositoryR
     try:
         async with held:
             return await _prune(context, repository)
-    except CleanerError as error:  # a cluster that cannot be read, a busy or lost Lease
+    # A registry or cluster that cannot be read, a bad `rules: ecr` policy, a busy or lost
+    # Lease: that repository fails, nothing more is deleted in it, the others carry on.
+    except CleanerError as error:
         log.error("%s: %s", name, error)
         return RepositoryReport(repository=name, error=str(error))
 
 
 async def _prune(context: _Run, repository: Repository) -> RepositoryReport:
     name = repository.name
-    try:
-        plan, graph = await make_plan(context, repository)
-    except CleanerError as error:
-        log.error("%s: %s", name, error)
-        return RepositoryReport(repository=name, error=str(error))
+    plan, graph = await make_plan(context, repository)  # errors: see prune_repository
     log.info("%s: %d images, %d to expire", name, len(plan.decisions), len(plan.expire))
     limit = context.request.policy.safety.max_deletions
     if limit is not None and len(plan.expire) > limit:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 from operator import attrgetter
+
+BATCH_LIMIT = 100
+"""ECR's most image ids per BatchDeleteImage, BatchGetImage or DescribeImages call."""
 
 INDEX_MEDIA_TYPES = frozenset(
     {
@@ -176,6 +179,13 @@ class RepositoryReport:
     def ok(self) -> bool:
         return self.error is None and not self.failed
 
+    @property
+    def reclaimed(self) -> int:
+        """Bytes of the images this prune deleted (as DescribeImages reported their sizes)."""
+        deleted = set(self.deleted)
+        expired = self.plan.expire if self.plan else ()
+        return sum(d.image.size for d in expired if d.image.digest in deleted)
+
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
@@ -185,3 +195,12 @@ class RunReport:
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.repositories)
+
+    @property
+    def reclaimed(self) -> int:
+        return sum(r.reclaimed for r in self.repositories)
+
+
+def iso_utc(moment: datetime) -> str:
+    """`2026-11-25T10:00:00Z`: the one timestamp form of our JSON output and audit trail."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from cleaner.model import Decision, RepositoryReport, RunReport
+from cleaner.model import Decision, RepositoryReport, RunReport, iso_utc
 from cleaner.policy import PolicyFile
 from cleaner.protections import Protections, format_duration
 
@@ -36,7 +36,7 @@ def _item(decision: Decision) -> dict[str, Any]:
     return {
         "digest": image.digest,
         "tags": list(image.tags),
-        "pushed_at": image.pushed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "pushed_at": iso_utc(image.pushed_at),
         "size": image.size,
         "reason": decision.reason,
     }
@@ -103,20 +103,13 @@ def summary(report: RunReport) -> str:
     plans = [r.plan for r in report.repositories if r.plan]
     images = sum(len(p.decisions) for p in plans)
     expire = sum(len(p.expire) for p in plans)
-    deleted = {d for r in report.repositories for d in r.deleted}
-    freed = sum(
-        d.image.size
-        for r in report.repositories
-        if r.plan
-        for d in r.plan.expire
-        if d.image.digest in deleted
-    )
+    deleted = sum(len(r.deleted) for r in report.repositories)
     errors = sum(1 for r in report.repositories if r.error)
     failed = sum(len(r.failed) for r in report.repositories)
     text = f"{len(report.repositories)} repositories, {images} images, {expire} to expire"
     if report.dry_run:
         return text + " (dry run: nothing deleted)"
-    outcome = f"{len(deleted)} deleted ({format_bytes(freed)}), {failed} failed"
+    outcome = f"{deleted} deleted ({format_bytes(report.reclaimed)}), {failed} failed"
     return f"{text}, {outcome}, {errors} repository errors"
 
 

@@ -27,7 +27,7 @@ from botocore.exceptions import (
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from cleaner.errors import ConfigError, RegistryError, RepositoryNotFoundError
-from cleaner.model import DeleteFailure, DeleteResult, Image, Repository
+from cleaner.model import BATCH_LIMIT, DeleteFailure, DeleteResult, Image, Repository
 from cleaner.ratelimit import AdaptiveLimiter, Limiter
 from cleaner.retry import Backoff, retrying
 
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 CallHook = Callable[[str, str], None]
 PAGE_SIZE = 1000  # ECR's maximum for DescribeImages/DescribeRepositories
-BATCH_LIMIT = 100  # ECR's maximum imageIds per BatchDeleteImage/BatchGetImage
 
 # Codes botocore's own retry logic treats as throttling (botocore/retries/standard.py),
 # plus the ones ECR and its proxies are seen to send.
@@ -319,13 +318,7 @@ class EcrRegistry:
 
     async def _gone(self, repository: str, digests: list[str]) -> set[str]:
         """Which of these digests no longer exist (BatchGetImage reports per id)."""
-        response = await self._call(
-            "BatchGetImage",
-            repositoryName=repository,
-            imageIds=[{"imageDigest": d} for d in digests],
-            acceptedMediaTypes=ALL_MANIFEST_TYPES,
-        )
-        present = {i["imageId"]["imageDigest"] for i in response.get("images", ())}
+        present = await self.get_manifests(repository, digests)
         return {d for d in digests if d not in present}
 
     async def get_manifests(self, repository: str, digests: Iterable[str]) -> dict[str, str]:

@@ -12,13 +12,14 @@ import enum
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
+from cleaner.model import iso_utc
 from cleaner.output import report_to_json
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import (
@@ -310,4 +311,4 @@ def job_to_json(job: Job) -> dict[str, Any]:
 
 
 def _timestamp(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+    return iso_utc(moment) if moment else None

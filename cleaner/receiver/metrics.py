@@ -72,16 +72,8 @@ class Metrics:
         self.ecr_calls.labels(operation, outcome).inc()
 
     def record_report(self, report: RunReport) -> None:
-        deleted = {(r.repository, d) for r in report.repositories for d in r.deleted}
-        reclaimed = sum(
-            decision.image.size
-            for r in report.repositories
-            if r.plan
-            for decision in r.plan.expire
-            if (r.repository, decision.image.digest) in deleted
-        )
-        self.images_deleted.inc(len(deleted))
-        self.bytes_reclaimed.inc(reclaimed)
+        self.images_deleted.inc(sum(len(r.deleted) for r in report.repositories))
+        self.bytes_reclaimed.inc(report.reclaimed)
 
     def watch(self, depth: Callable[[], float], running: Callable[[], float]) -> None:
         """Read the gauges from the scheduler at scrape time."""
