@@ -265,7 +265,7 @@ def settle(plan: Plan, outcome: Outcome) -> RepositoryReport:
     referenced = (f.digest for f in outcome.failed if f.code == REFERENCED_BY_INDEX)
     kept.update(dict.fromkeys(referenced, REFERENCED_REASON))
     decisions = tuple(
-        replace(d, verdict=Verdict.KEEP, reason=kept[d.image.digest], rule=None)
+        d._replace(verdict=Verdict.KEEP, reason=kept[d.image.digest], rule=None)
         if d.image.digest in kept
         else d
         for d in plan.decisions

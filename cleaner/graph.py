@@ -24,11 +24,11 @@ import enum
 import gc
 import json
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from operator import attrgetter
+from typing import Any, NamedTuple, TypeGuard, cast
 
 from cleaner.model import Decision, Image, Verdict, newest_first
 
@@ -59,8 +59,10 @@ class ManifestFacts:
     subject: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Edge:
+class Edge(NamedTuple):
+    """A link from a dependent to one parent. A NamedTuple, like `Decision`: a graph makes
+    one per dependent, and a frozen dataclass's `__init__` costs three times as much."""
+
     parent: str
     relation: Relation
     in_index: bool
@@ -143,6 +145,8 @@ class ArtifactGraph:
     """Parent -> its present dependents."""
     _orphans: Mapping[str, Edge]
     """Orphan artifact -> the edge to its (gone) subject."""
+    _images: Mapping[str, Image]
+    """Digest -> image, for every image the graph was built from."""
 
     def parents(self, digest: str) -> frozenset[str]:
         """Parents present in the repository; empty for top-level images and orphans."""
@@ -154,12 +158,6 @@ class ArtifactGraph:
     def dependents(self, digest: str) -> tuple[str, ...]:
         """Images that follow this one (children, attestations, signatures, referrers)."""
         return tuple(self._down.get(digest, ()))
-
-    def _edge(self, child: str, parent: str) -> Edge:
-        for edge in self._up[child]:
-            if edge.parent == parent:
-                return edge
-        raise KeyError((child, parent))
 
     def relation(self, digest: str) -> Relation | None:
         """The main relation (an index link first); None for ordinary images."""
@@ -182,7 +180,17 @@ class ArtifactGraph:
 
     def top_level(self, images: Iterable[Image]) -> list[Image]:
         """The images the planner ranks: no present parent and not an orphan artifact."""
-        return [i for i in images if i.digest not in self._up and i.digest not in self._orphans]
+        return self.split(images)[0]
+
+    def split(self, images: Iterable[Image]) -> tuple[list[Image], list[Image]]:
+        """`images` parted, order kept, into the top-level ones and the rest."""
+        top: list[Image] = []
+        rest: list[Image] = []
+        up, orphans = self._up, self._orphans
+        for image in images:
+            digest = image.digest
+            (rest if digest in up or digest in orphans else top).append(image)
+        return top, rest
 
 
 @contextmanager
@@ -220,7 +228,7 @@ def _link(
     index_children: Mapping[str, Sequence[ChildRef | str]],
     referrer_subjects: Mapping[str, str],
 ) -> ArtifactGraph:
-    links = _Links({image.digest for image in images})
+    links = _Links({image.digest: image for image in images})
     for parent, refs in index_children.items():
         if parent in links.present:
             shared = Edge(parent, Relation.CHILD, True)  # one object for most entries
@@ -229,16 +237,20 @@ def _link(
                     links.add(ref if isinstance(ref, str) else ref.digest, shared)
                 else:
                     links.add(ref.digest, Edge(parent, ref.relation, True))
+    listed_referrers = bool(referrer_subjects)
     for image in images:
         # Hot loop: most images are neither referrers nor cosign artifacts (whose tags all
         # start with the digest algorithm), so skip them before building anything.
-        maybe_cosign = bool(image.tags) and image.tags[0].startswith("sha")
-        if maybe_cosign or image.subject or image.digest in referrer_subjects:
+        tags = image.tags
+        if (
+            image.subject
+            or (tags and tags[0].startswith("sha"))
+            or (listed_referrers and image.digest in referrer_subjects)
+        ):
             for edge in _artifact_edges(image, referrer_subjects):
                 links.add(image.digest, edge)
-    return ArtifactGraph(
-        links.up, links.down, {c: e for c, e in links.gone.items() if c not in links.up}
-    )
+    orphans = {c: e for c, e in links.gone.items() if c not in links.up}
+    return ArtifactGraph(links.up, links.down, orphans, links.present)
 
 
 def _artifact_edges(image: Image, referrer_subjects: Mapping[str, str]) -> list[Edge]:
@@ -253,7 +265,7 @@ def _artifact_edges(image: Image, referrer_subjects: Mapping[str, str]) -> list[
 class _Links:
     """Collects edges; few container objects per edge, as 100k images make the GC work hard."""
 
-    def __init__(self, present: set[str]) -> None:
+    def __init__(self, present: dict[str, Image]) -> None:
         self.present = present
         self.up: dict[str, tuple[Edge, ...]] = {}
         self.down: dict[str, list[str]] = {}
@@ -262,17 +274,27 @@ class _Links:
     def add(self, child: str, edge: Edge) -> None:
         """The first edge per (child, parent) wins: index links come first."""
         parent = edge.parent
-        if child == parent or child not in self.present:
+        image = self.present.get(child)
+        if child == parent or image is None:
             return  # a self-reference is meaningless; an absent child is nothing to decide
+        # The digest string the image holds: dict lookups by the very key object skip the
+        # string comparison, and resolving 100k images makes millions of them.
+        child = image.digest
         if parent not in self.present:
             self.gone.setdefault(child, edge)  # never an index link: their parent is present
             return
-        edges = self.up.get(child, ())
-        for known in edges:
-            if known.parent == parent:
-                return
-        self.up[child] = (*edges, edge)
-        self.down.setdefault(parent, []).append(child)
+        edges = self.up.get(child)
+        if edges is None:  # the usual case: a first parent
+            self.up[child] = (edge,)
+        elif parent in [known.parent for known in edges]:
+            return
+        else:
+            self.up[child] = (*edges, edge)
+        siblings = self.down.get(parent)
+        if siblings is None:
+            self.down[parent] = [child]
+        else:
+            siblings.append(child)
 
 
 _CYCLE_REASON = "kept: in a cycle of links with no top-level parent"
@@ -287,83 +309,113 @@ def resolve_dependents(
     given pins it (protections may keep a tagged child; its own dependents follow it), an
     EXPIRE given is ignored: dependents follow their parents, orphan artifacts expire.
     """
-    ordered = newest_first(images)
-    by_digest = {image.digest: image for image in ordered}
-    roots = _root_decisions(top_decisions, graph, ordered)
-    decided = _settle(graph, roots, by_digest, loose=[])
-    loose = [digest for digest in by_digest if digest not in decided]
-    if loose:
-        # Only a cycle of links leaves images that no root reaches. Content addressing makes
-        # one rare but possible (an index whose `subject` is a descendant of one of its
-        # children; cosign tags are free text): keep them, the safe side, and settle again.
-        decided = _settle(graph, roots, by_digest, loose)
-    return [decided[digest] for digest in by_digest]
+    return resolve_ordered(top_decisions, graph, newest_first(images))
 
 
-def _root_decisions(
+def resolve_ordered(
     top_decisions: Sequence[Decision], graph: ArtifactGraph, ordered: Sequence[Image]
-) -> dict[str, Decision]:
-    """Top-level decisions as given, orphan artifacts expired, pinned dependents kept."""
-    given = {d.image.digest: d for d in top_decisions}
-    roots: dict[str, Decision] = {}
-    orphans, dependents = graph._orphans, graph._up  # hot loop: one pass over every image
-    for image in ordered:
-        decision = given.get(image.digest)
-        if decision is not None and decision.verdict is Verdict.KEEP:
-            roots[image.digest] = decision
-        elif image.digest in orphans:
-            roots[image.digest] = _orphan_decision(image, graph)
-        elif image.digest not in dependents:
-            if decision is None:
-                raise ValueError(f"no decision for top-level image {image.digest}")
-            roots[image.digest] = decision
-    return roots
+) -> list[Decision]:
+    """`resolve_dependents` for images already newest first (the planner sorts once)."""
+    decided = _settle(graph, top_decisions, loose=[])
+    digests = list(map(_DIGEST, ordered))
+    found = list(map(decided.get, digests))
+    if None not in found:
+        return cast(list[Decision], found)
+    # Only a cycle of links leaves images that no root reaches. Content addressing makes one
+    # rare but possible (an index whose `subject` is a descendant of one of its children;
+    # cosign tags are free text): keep them, the safe side, and settle again.
+    loose = [i for i, decision in zip(ordered, found, strict=True) if decision is None]
+    _require_top_level_decided(loose, graph)
+    decided = _settle(graph, top_decisions, loose)
+    return list(map(decided.__getitem__, digests))
+
+
+_DIGEST = attrgetter("digest")
+
+
+def _require_top_level_decided(undecided: Iterable[Image], graph: ArtifactGraph) -> None:
+    """Spreading leaves only dependents undecided; a top-level image was given no decision."""
+    for image in undecided:
+        if not graph.is_dependent(image.digest) and not graph.is_orphan_artifact(image.digest):
+            raise ValueError(f"no decision for top-level image {image.digest}")
 
 
 def _settle(
-    graph: ArtifactGraph,
-    roots: Mapping[str, Decision],
-    by_digest: Mapping[str, Image],
-    loose: Sequence[str],
+    graph: ArtifactGraph, top_decisions: Sequence[Decision], loose: Sequence[Image]
 ) -> dict[str, Decision]:
-    decided = dict(roots)
-    decided.update((d, Decision(by_digest[d], Verdict.KEEP, _CYCLE_REASON)) for d in loose)
+    """Roots decided as given (loose images kept), then their verdicts spread."""
+    decided, kept, expired = _roots(top_decisions, graph)
+    for image in loose:
+        decided[image.digest] = Decision(image, Verdict.KEEP, _CYCLE_REASON)
+    kept += [i.digest for i in loose if i.digest in graph._down]
     # Keep spreads first: whatever it cannot reach has no kept parent, so it expires.
-    kept = [d for d, decision in roots.items() if decision.verdict is Verdict.KEEP]
-    _spread(graph, [*kept, *loose], decided, by_digest)
-    expired = [d for d, decision in roots.items() if decision.verdict is Verdict.EXPIRE]
-    _spread(graph, expired, decided, by_digest)
+    _spread(graph, kept, decided)
+    _spread(graph, expired, decided)
     return decided
 
 
-def _spread(
-    graph: ArtifactGraph,
-    seeds: Sequence[str],
-    decided: dict[str, Decision],
-    by_digest: Mapping[str, Image],
-) -> None:
-    """Breadth-first from decided seeds: each undecided dependent takes its parent's verdict."""
-    queue = deque(seeds)
-    while queue:
-        digest = queue.popleft()
-        children = graph._down.get(digest)
-        if not children:
-            continue
-        parent = decided[digest]
-        said: dict[tuple[Relation, int], str] = {}  # siblings share one reason string
-        for child in children:
-            if child not in decided:
-                key = (graph._edge(child, digest).relation, len(graph.edges(child)))
-                reason = said.get(key) or said.setdefault(key, _reason(parent, *key))
-                decided[child] = Decision(by_digest[child], parent.verdict, reason)
-                queue.append(child)
+def _roots(
+    top_decisions: Sequence[Decision], graph: ArtifactGraph
+) -> tuple[dict[str, Decision], list[str], list[str]]:
+    """Top-level decisions as given, orphan artifacts expired, pinned dependents kept; and
+    which of them have dependents to spread to, kept ones and expired ones.
+
+    A decision for an image the graph does not hold is harmless: nothing follows it and
+    `resolve_ordered` answers for its own images only.
+    """
+    decided: dict[str, Decision] = {}
+    kept: list[str] = []
+    expired: list[str] = []
+    up, down, orphans = graph._up, graph._down, graph._orphans
+    for decision in top_decisions:  # hot loop: one pass, few lookups per decision
+        digest = decision.image.digest
+        keep = decision.verdict is Verdict.KEEP
+        if keep or not (digest in up or digest in orphans):
+            decided[digest] = decision
+            if digest in down:
+                (kept if keep else expired).append(digest)
+    for digest in orphans:
+        if digest not in decided:  # a pinned orphan stays kept
+            decided[digest] = _orphan_decision(graph._images[digest], graph)
+            if digest in down:
+                expired.append(digest)
+    return decided, kept, expired
+
+
+def _spread(graph: ArtifactGraph, seeds: Sequence[str], decided: dict[str, Decision]) -> None:
+    """Breadth-first from decided parents: each undecided dependent takes its parent's verdict.
+
+    Level by level, and only parents enter a level: most images have no dependents.
+    """
+    down, up, images = graph._down, graph._up, graph._images
+    level = seeds
+    while level:
+        following = []
+        for digest in level:
+            parent = decided[digest]
+            said: dict[tuple[Relation, int], str] = {}  # siblings share one reason string
+            for child in down[digest]:
+                if child not in decided:
+                    edges = up[child]
+                    relation = edges[0].relation if len(edges) == 1 else _relation(edges, digest)
+                    key = (relation, len(edges))
+                    reason = said.get(key) or said.setdefault(key, _reason(parent, *key))
+                    decided[child] = Decision(images[child], parent.verdict, reason)
+                    if child in down:
+                        following.append(child)
+        level = following
+
+
+def _relation(edges: Iterable[Edge], parent: str) -> Relation:
+    return next(edge.relation for edge in edges if edge.parent == parent)
 
 
 def _reason(parent: Decision, relation: Relation, parents: int) -> str:
     """`kept: child of sha256:abcd1234ef12 (v1.2, kept)`; expired ones say if there are more."""
     word = "kept" if parent.verdict is Verdict.KEEP else "expired"
     digest = _short(parent.image.digest)
-    reason = f"{word}: {relation} of {digest} ({_label(parent.image)}, {word})"
+    # `.value`: formatting a StrEnum member itself costs five times as much, per dependent
+    reason = f"{word}: {relation.value} of {digest} ({_label(parent.image)}, {word})"
     if parent.verdict is Verdict.EXPIRE and parents > 1:
         reason += f" and {parents - 1} more parents, all expired"
     return reason

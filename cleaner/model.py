@@ -6,8 +6,9 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import pairwise
-from operator import attrgetter
+from itertools import compress, count, islice
+from operator import attrgetter, eq
+from typing import NamedTuple
 
 BATCH_LIMIT = 100
 """ECR's most image ids per BatchDeleteImage, BatchGetImage or DescribeImages call."""
@@ -52,19 +53,29 @@ def newest_first(images: Iterable[Image]) -> list[Image]:
     preview and the real sweep then agree, and tests are reproducible. Never by digest alone:
     "Expiration is always ordered by pushed_at_time".
     """
-    images = list(images)
-    if _in_ranking_order(images):  # planning sorts once; later calls get sorted input
-        return images
-    by_digest = sorted(images, key=attrgetter("digest"))
-    # sorted() is stable, also with reverse=True, so equal push times keep the digest order.
-    return sorted(by_digest, key=attrgetter("pushed_at"), reverse=True)
+    # One sort by time (close to linear for listings in push order), then digest order
+    # within each run of equal times. Sorting everything by digest first would be simpler
+    # and cost five times as much at 100,000 images (bench/plan.py).
+    ordered = sorted(images, key=_PUSHED_AT, reverse=True)
+    times = list(map(_PUSHED_AT, ordered))
+    start = end = -1
+    for i in compress(count(), map(eq, times, islice(times, 1, None))):  # times[i] == times[i+1]
+        if i > end:  # a new run of equal times begins; order the previous one
+            _by_digest(ordered, start, end)
+            start = i
+        end = i + 1
+    _by_digest(ordered, start, end)
+    return ordered
 
 
-def _in_ranking_order(images: list[Image]) -> bool:
-    return all(
-        a.pushed_at > b.pushed_at or (a.pushed_at == b.pushed_at and a.digest <= b.digest)
-        for a, b in pairwise(images)
-    )
+_PUSHED_AT = attrgetter("pushed_at")
+_DIGEST = attrgetter("digest")
+
+
+def _by_digest(images: list[Image], start: int, end: int) -> None:
+    """Sort `images[start..end]` (inclusive) by digest, in place; nothing when start < 0."""
+    if start >= 0:
+        images[start : end + 1] = sorted(images[start : end + 1], key=_DIGEST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +138,14 @@ class Verdict(enum.StrEnum):
     EXPIRE = "expire"
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """One image's verdict and the reason for it.
+
+    A NamedTuple rather than a frozen dataclass like its neighbours: a plan makes one per
+    image, and a frozen dataclass's `__init__` costs three times as much (1.5 us against
+    0.5 us on the benchmark machine; a tenth of planning 100,000 images).
+    """
+
     image: Image
     verdict: Verdict
     reason: str

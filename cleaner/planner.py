@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from itertools import compress, count, repeat
 
-from cleaner.graph import ArtifactGraph, build_graph, gc_paused, resolve_dependents
+from cleaner.graph import ArtifactGraph, build_graph, gc_paused, resolve_ordered
 from cleaner.model import (
     ActionType,
     CountType,
@@ -43,8 +43,8 @@ from cleaner.protections import (
     NO_SAFETY,
     Protections,
     Safety,
+    Screen,
     protect,
-    protection_reason,
     semver_top,
 )
 
@@ -73,36 +73,20 @@ def plan_repository(
     images = newest_first(images)
     graph = graph or build_graph(images, {}, {})
     with gc_paused():
-        top = graph.top_level(images)
+        top, dependents = graph.split(images)
         versions = semver_top(top, protections.semver)
-        decided = protect(evaluate(top, policy, now), protections, safety, now, held, versions)
-        pinned = _pinned(images, top, protections, now, held or {}, versions)
-        decisions = resolve_dependents([*decided, *pinned], graph, images)
+        decided = protect(_evaluate(top, policy, now), protections, safety, now, held, versions)
+        # Dependents a protection keeps on their own (a tagged `prod` platform manifest, say)
+        # are pinned; the rest follow their parents. Semantic versions rank among top-level
+        # images only: a platform manifest or a signature is not a release of its own.
+        screen = Screen(protections, versions, now, held)
+        pinned = [
+            Decision(image, Verdict.KEEP, f"protected: {why}")
+            for image in dependents
+            if (why := screen.reason(image)) is not None
+        ]
+        decisions = resolve_ordered([*decided, *pinned], graph, images)
     return Plan(repository=repository, decisions=tuple(decisions))
-
-
-def _pinned(
-    images: Sequence[Image],
-    top: Sequence[Image],
-    protections: Protections,
-    now: datetime,
-    held: Mapping[str, str],
-    versions: Mapping[str, str],
-) -> list[Decision]:
-    """Dependents a protection keeps on their own (a tagged `prod` platform manifest, say).
-
-    Semantic versions rank among top-level images only: a platform manifest or a signature
-    is not a release of its own.
-    """
-    top_digests = {i.digest for i in top}
-    pinned = []
-    for image in images:
-        if image.digest in top_digests:
-            continue
-        why = held.get(image.digest) or protection_reason(image, protections, versions, now)
-        if why:
-            pinned.append(Decision(image, Verdict.KEEP, f"protected: {why}"))
-    return pinned
 
 
 def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) -> list[Decision]:
@@ -111,9 +95,12 @@ def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) ->
     `images` are the repository's active (standard storage class) images; `now` must be
     timezone-aware, like `Image.pushed_at`.
     """
+    return _evaluate(newest_first(images), policy, now)
+
+
+def _evaluate(ordered: Sequence[Image], policy: LifecyclePolicy, now: datetime) -> list[Decision]:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    ordered = newest_first(images)
     tags = _TagIndex(ordered)
     outcomes: list[_Outcome | None] = [None] * len(ordered)
     shields: list[_Outcome | None] = [None] * len(ordered)
@@ -121,7 +108,7 @@ def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) ->
     for rule in sorted(policy.rules, key=lambda r: r.priority):
         selected = _select(rule, ordered, tags)
         hits = _hits(rule, selected, ordered, now)
-        views.append(_RuleView(rule, rule.label(), len(selected)))
+        views.append(_RuleView.of(rule, len(selected)))
         _record(len(views) - 1, rule, selected, hits, outcomes, shields)
     return [
         _decide(image, outcome, shield, views, now)
@@ -131,12 +118,38 @@ def evaluate(images: Iterable[Image], policy: LifecyclePolicy, now: datetime) ->
 
 @dataclass(frozen=True, slots=True)
 class _RuleView:
-    """A rule as evaluated against this repository."""
+    """A rule as evaluated against this repository, with the parts of its reasons that do
+    not change from image to image (made once: a rule may decide 100,000 images)."""
 
     rule: Rule
     label: str
     total: int
     """How many images the rule selects (its ranking size)."""
+    expires: bool
+    expired_by: str
+    """The head of the reason of an image this rule expires: `expired by rule 2: `."""
+    ranked: str
+    """The tail of a count rule's detail: ` of 5 (keeps 2 newest)`."""
+
+    @classmethod
+    def of(cls, rule: Rule, total: int) -> _RuleView:
+        label = rule.label()
+        ranked = f" of {total} (keeps {rule.count_number} newest)"
+        expires = rule.action is ActionType.EXPIRE
+        return cls(rule, label, total, expires, f"expired by {label}: ", ranked)
+
+    def detail(self, outcome: _Outcome, image: Image, now: datetime) -> str:
+        """Why the criterion holds or not: `rank 3 of 5 (keeps 2 newest)` or an age."""
+        count_type = self.rule.count_type
+        if count_type is CountType.IMAGE_COUNT_MORE_THAN:
+            return f"rank {outcome[2]}{self.ranked}"
+        older = "older" if outcome[1] else "not older"
+        comparison = f"{older} than {self.rule.count_number} days"
+        if count_type is not CountType.SINCE_IMAGE_PULLED:
+            return f"pushed {_age(now - image.pushed_at)}, {comparison}"
+        if image.last_pulled_at is None:
+            return f"never pulled, pushed {_age(now - image.pushed_at)}, {comparison}"
+        return f"last pulled {_age(now - image.last_pulled_at)}, {comparison}"
 
 
 _Outcome = tuple[int, bool, int]
@@ -251,34 +264,27 @@ def _decide(
 ) -> Decision:
     if outcome is None:
         return Decision(image, Verdict.KEEP, "kept: no rule selects it")
-    view, met = views[outcome[0]], outcome[1]
-    detail = _detail(view, outcome, image, now)
-    if met and view.rule.action is ActionType.EXPIRE:
-        reason, verdict = f"expired by {view.label}: {detail}", Verdict.EXPIRE
-    elif met:
-        reason, verdict = f"kept by {view.label}: {detail}; {_ARCHIVE_NOTE}", Verdict.KEEP
-    elif shield is not None:
+    view = views[outcome[0]]
+    if outcome[1] and view.expires:  # the common case, made short: most images go this way
+        reason = view.expired_by + view.detail(outcome, image, now)
+        return Decision(image, Verdict.EXPIRE, reason, view.rule.priority)
+    return Decision(
+        image, Verdict.KEEP, _kept_reason(image, outcome, shield, views, now), view.rule.priority
+    )
+
+
+def _kept_reason(
+    image: Image, outcome: _Outcome, shield: _Outcome | None, views: list[_RuleView], now: datetime
+) -> str:
+    view = views[outcome[0]]
+    detail = view.detail(outcome, image, now)
+    if outcome[1]:
+        return f"kept by {view.label}: {detail}; {_ARCHIVE_NOTE}"
+    if shield is not None:
         lower = views[shield[0]]
-        would = f"{lower.label} would otherwise expire it: {_detail(lower, shield, image, now)}"
-        reason, verdict = f"kept: selected by higher-priority {view.label}; {would}", Verdict.KEEP
-    else:
-        reason, verdict = f"kept by {view.label}: {detail}", Verdict.KEEP
-    return Decision(image, verdict, reason, rule=view.rule.priority)
-
-
-def _detail(view: _RuleView, outcome: _Outcome, image: Image, now: datetime) -> str:
-    """Why the criterion holds or not: `rank 3 of 5 (keeps 2 newest)` or an age comparison."""
-    _, met, rank = outcome
-    rule = view.rule
-    if rule.count_type is CountType.IMAGE_COUNT_MORE_THAN:
-        return f"rank {rank} of {view.total} (keeps {rule.count_number} newest)"
-    older = "older" if met else "not older"
-    comparison = f"{older} than {rule.count_number} days"
-    if rule.count_type is not CountType.SINCE_IMAGE_PULLED:
-        return f"pushed {_age(now - image.pushed_at)}, {comparison}"
-    if image.last_pulled_at is None:
-        return f"never pulled, pushed {_age(now - image.pushed_at)}, {comparison}"
-    return f"last pulled {_age(now - image.last_pulled_at)}, {comparison}"
+        would = f"{lower.label} would otherwise expire it: {lower.detail(shield, image, now)}"
+        return f"kept: selected by higher-priority {view.label}; {would}"
+    return f"kept by {view.label}: {detail}"
 
 
 def _age(delta: timedelta) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -71,50 +71,77 @@ def protect(
     """
     if top_versions is None:
         top_versions = semver_top((d.image for d in decisions), protections.semver)
-    held = held or {}
+    screen = Screen(protections, top_versions, now, held or {})
     guarded = [
-        _kept(d, f"protected: {held[d.image.digest]}")
-        if d.verdict is Verdict.EXPIRE and d.image.digest in held
-        else _guard(d, protections, top_versions, now)
-        for d in decisions
+        decision
+        if decision.verdict is not Verdict.EXPIRE or (why := screen.reason(decision.image)) is None
+        else _kept(decision, f"protected: {why}")
+        for decision in decisions
     ]
     return _floor(guarded, safety.keep_at_least)
-
-
-def _guard(
-    decision: Decision, protections: Protections, top_versions: Mapping[str, str], now: datetime
-) -> Decision:
-    if decision.verdict is not Verdict.EXPIRE:
-        return decision
-    why = protection_reason(decision.image, protections, top_versions, now)
-    if why is None:
-        return decision
-    return _kept(decision, f"protected: {why}")
 
 
 def protection_reason(
     image: Image, protections: Protections, top_versions: Mapping[str, str], now: datetime
 ) -> str | None:
     """The first protection that holds for this image, as a reason; None if none does."""
-    for tag in image.tags:
-        glob = next((g for g in protections.tags if fnmatch.fnmatchcase(tag, g)), None)
-        if glob is not None:
+    return Screen(protections, top_versions, now).reason(image)
+
+
+class Screen:
+    """The protections of one plan, with what can be worked out once: the grace and pull
+    cutoffs, and one regex for all tag globs. `reason` runs for every image a rule expires
+    and every dependent, 100,000 times in a large repository."""
+
+    def __init__(
+        self,
+        protections: Protections,
+        top_versions: Mapping[str, str],
+        now: datetime,
+        held: Mapping[str, str] | None = None,
+    ) -> None:
+        self.protections, self.top_versions, self.now = protections, top_versions, now
+        self.held = held or {}
+        self.any_glob = _any_glob(protections.tags)
+        self.grace_cutoff = now - protections.newer_than
+        window = protections.pulled_within
+        self.pulled_cutoff = now - window if window is not None else None
+
+    def reason(self, image: Image) -> str | None:
+        """Why `image` must stay (`held` first, then the protections in order); or None."""
+        held = self.held.get(image.digest)
+        if held is not None:
+            return held
+        for tag in image.tags:
+            why = self._tag_reason(tag)
+            if why is not None:
+                return why
+        if image.pushed_at > self.grace_cutoff:
+            age, grace = self.now - image.pushed_at, self.protections.newer_than
+            return f"pushed {format_duration(age)} ago (grace {format_duration(grace)})"
+        pulled = image.last_pulled_at
+        if self.pulled_cutoff is not None and pulled is not None and pulled > self.pulled_cutoff:
+            window = format_duration(self.now - self.pulled_cutoff)
+            return f"pulled {format_duration(self.now - pulled)} ago (within {window})"
+        return None
+
+    def _tag_reason(self, tag: str) -> str | None:
+        if self.any_glob is not None and self.any_glob.match(tag):
+            glob = next(g for g in self.protections.tags if fnmatch.fnmatchcase(tag, g))
             return f"tag {tag}" if glob == tag else f"tag {tag} matches {glob}"
-        regex = next((r for r in protections.tag_regex if r.fullmatch(tag)), None)
-        if regex is not None:
-            return f"tag {tag} matches regex {regex.pattern}"
-        if tag in top_versions:
-            return f"{top_versions[tag]} ({tag})"
-    age = now - image.pushed_at
-    if age < protections.newer_than:
-        return (
-            f"pushed {format_duration(age)} ago (grace {format_duration(protections.newer_than)})"
-        )
-    pulled = image.last_pulled_at
-    window = protections.pulled_within
-    if window is not None and pulled is not None and now - pulled < window:
-        return f"pulled {format_duration(now - pulled)} ago (within {format_duration(window)})"
-    return None
+        for regex in self.protections.tag_regex:
+            if regex.fullmatch(tag):
+                return f"tag {tag} matches regex {regex.pattern}"
+        if tag in self.top_versions:
+            return f"{self.top_versions[tag]} ({tag})"
+        return None
+
+
+def _any_glob(globs: Sequence[str]) -> re.Pattern[str] | None:
+    """One regex matching a tag that any glob matches (`fnmatch.translate` anchors each)."""
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
 
 
 def semver_top(images: Iterable[Image], rule: SemverKeep | None) -> dict[str, str]:
@@ -122,11 +149,11 @@ def semver_top(images: Iterable[Image], rule: SemverKeep | None) -> dict[str, st
     if rule is None:
         return {}
     versions: dict[semver.Version, list[str]] = {}
-    for image in images:
-        for tag in image.tags:
-            version = parse_semver(tag)
-            if version is not None:
-                versions.setdefault(version, []).append(tag)
+    tags = [tag for image in images for tag in image.tags]
+    for tag in filter(_VERSION_START.match, tags):  # a cheap screen: most tags are not versions
+        version = parse_semver(tag)
+        if version is not None:
+            versions.setdefault(version, []).append(tag)
     groups: dict[tuple[int, ...], list[semver.Version]] = {}
     for version in versions:
         groups.setdefault(_scope_key(version, rule.per), []).append(version)
@@ -139,10 +166,16 @@ def semver_top(images: Iterable[Image], rule: SemverKeep | None) -> dict[str, st
     return top
 
 
+_VERSION_START = re.compile(r"v?\d")
+
+
 def parse_semver(tag: str) -> semver.Version | None:
     """`1.2.3`, `v1.2.3`, `1.2.3-rc.1`, `1.2.3+build`; anything else is not a version."""
+    text = tag[1:] if tag.startswith("v") else tag
+    if not text[:1].isdigit():
+        return None  # cheap exit: a failed parse raises, and most tags are not versions
     try:
-        return semver.Version.parse(tag[1:] if tag.startswith("v") else tag)
+        return semver.Version.parse(text)
     except ValueError:
         return None
 
@@ -158,6 +191,8 @@ def _scope_key(version: semver.Version, per: SemverScope) -> tuple[int, ...]:
 def _floor(decisions: list[Decision], keep_at_least: int) -> list[Decision]:
     """Keep the newest expired images until at least `keep_at_least` images stay."""
     missing = keep_at_least - sum(d.verdict is Verdict.KEEP for d in decisions)
+    if missing <= 0:
+        return decisions
     result = []
     for decision in decisions:  # newest first
         if missing > 0 and decision.verdict is Verdict.EXPIRE:
@@ -169,7 +204,7 @@ def _floor(decisions: list[Decision], keep_at_least: int) -> list[Decision]:
 
 def _kept(decision: Decision, reason: str) -> Decision:
     rule = f", rule {decision.rule} would expire it" if decision.rule is not None else ""
-    return replace(decision, verdict=Verdict.KEEP, reason=reason + rule)
+    return decision._replace(verdict=Verdict.KEEP, reason=reason + rule)
 
 
 _DURATION = re.compile(r"(\d+)([smhd])")

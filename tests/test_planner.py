@@ -22,6 +22,7 @@ from cleaner.model import (
     Rule,
     TagStatus,
     Verdict,
+    newest_first,
 )
 from cleaner.planner import evaluate, plan_repository
 
@@ -238,6 +239,22 @@ def test_equal_push_times_are_ranked_by_digest_whatever_the_input_order() -> Non
         decisions = evaluate(shuffled, pol, NOW)
         assert [name(d) for d in decisions] == ["a", "b", "c", "d"]
         assert [d.verdict for d in decisions] == ["keep", "keep", "expire", "expire"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 5)),  # (digest, push minute): many ties
+        max_size=40,
+        unique_by=lambda pair: pair[0],
+    )
+)
+def test_newest_first_equals_the_plain_two_sort_definition(pairs: list[tuple[int, int]]) -> None:
+    """newest_first sorts runs of equal push times on their own; it must agree with sorting
+    everything by digest and then, stably, by push time."""
+    images = [Image(f"sha256:{d:04}", (), NOW - timedelta(minutes=m)) for d, m in pairs]
+    by_digest = sorted(images, key=lambda i: i.digest)
+    assert newest_first(images) == sorted(by_digest, key=lambda i: i.pushed_at, reverse=True)
 
 
 def test_ranking_is_by_push_time_not_by_digest() -> None:
