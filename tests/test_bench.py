@@ -14,6 +14,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     out, md = tmp_path / "bench.json", tmp_path / "RESULTS.md"
     tiny = ["--quick", "--repositories", "3", "--images", "150", "--baseline-budget-s", "1"]
     tiny += ["--receiver-repositories", "2", "--receiver-pushes", "2", "--plan-images", "2000"]
+    tiny += ["--plan-runs", "2"]
     command = [sys.executable, "bench/run.py", *tiny, "--json", str(out), "--markdown", str(md)]
     # Its own process: the benchmark runs event loops and subprocesses of its own. The exit
     # code is not asserted: timing targets are for `make bench`, not for the test suite.
@@ -31,6 +32,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
         assert key in receiver, key
     assert receiver["wrong_state"] == 0
     assert plan["images"] == 2000 and plan["cpu_s"] > 0 and plan["peak_rss_mb"] > 0
+    assert len(plan["cpu_s_runs"]) == 2 and min(plan["cpu_s_runs"]) <= plan["cpu_s"]
     assert len(results["checks"]) == 6
     assert "sweep efficiency" in done.stdout  # the PASS/FAIL lines were printed
     assert "| Sweep wall time |" in md.read_text()
