@@ -277,8 +277,8 @@ class _Links:
         image = self.present.get(child)
         if child == parent or image is None:
             return  # a self-reference is meaningless; an absent child is nothing to decide
-        # The digest string the image holds: dict lookups by the very key object skip the
-        # string comparison, and resolving 100k images makes millions of them.
+        # Keep the image's own digest string: a later lookup by the very key object skips
+        # comparing its 71 characters.
         child = image.digest
         if parent not in self.present:
             self.gone.setdefault(child, edge)  # never an index link: their parent is present
