@@ -178,6 +178,12 @@ async def send(
         )
 
 
+def routed_path(path: str) -> str:
+    """The path the server routes: the client resolves `..` and `%2e%2e` segments first, so
+    `/healthz/../prune` is a POST to /prune."""
+    return URL(f"http://receiver{path}").path
+
+
 def assert_safe(answer: Answer, method: str = "POST") -> None:
     """No 5xx, no exception text, no token; an error is a JSON object with an `error`."""
     text = answer.body.decode("utf-8", "replace")
@@ -313,7 +319,7 @@ async def test_without_the_token_only_the_public_paths_answer(
     answer = await send(stack, method, path, body, extra | credentials)
     assert_safe(answer, method)
     event(f"status {answer.status}")
-    if URL(path).path in PUBLIC_PATHS:
+    if routed_path(path) in PUBLIC_PATHS:
         assert answer.status == (200 if method == "GET" else 405)
     else:
         assert answer.status == 401, answer.body
@@ -406,7 +412,7 @@ async def test_a_malformed_prune_is_400_and_deletes_nothing(
     path=st.one_of(
         st.text(max_size=20).map(lambda s: "/jobs/" + s.replace("/", "")),
         st.text(max_size=30).map(lambda s: f"/repositories/{s}/plan"),
-        paths.filter(lambda p: URL(p).path not in ("/events", "/prune")),
+        paths,
     ),
     body=bodies,
 )
@@ -419,6 +425,8 @@ async def test_with_the_token_every_other_request_is_answered_safely(
         return  # not a URL the client can send
     if url.absolute:
         return  # "//x..." names a host
+    if routed_path(str(url)) in ("/events", "/prune"):
+        return  # with the token, these may prune: the tests above cover them
     answer = await send(stack, method, str(url), body, BEARER)
     assert_safe(answer, method)
     event(f"status {answer.status}")
