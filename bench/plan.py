@@ -19,7 +19,8 @@ from pathlib import Path
 
 from bench.synth import policy_doc, pushes
 from cleaner.emulator.manifests import digest_of, parse_manifest
-from cleaner.graph import ChildRef, build_graph, manifest_facts
+from cleaner.graph import build_graph
+from cleaner.manifest_links import ChildRef, manifest_facts
 from cleaner.model import Image
 from cleaner.planner import plan_repository
 from cleaner.policy import parse_policy_file

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Protocol
 
-from cleaner.graph import ArtifactGraph, ManifestFacts, build_graph, manifest_facts
+from cleaner.graph import ArtifactGraph, build_graph
+from cleaner.manifest_links import ManifestFacts, manifest_facts
 from cleaner.model import Image
 
 log = logging.getLogger(__name__)

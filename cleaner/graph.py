@@ -1,8 +1,9 @@
 """The artifact graph of one repository: which images exist only for the sake of another.
 
-Pure: no I/O, no clock. `cleaner.artifacts` loads the inputs; the planner ranks only the
-top-level images and `resolve_dependents` lets every other image follow its parents
-(ecr-facts.md sections 1.7 and 5, issue 4):
+Pure: no I/O, no clock. `cleaner.artifacts` loads the inputs (the links that manifests and
+tags declare, read by `cleaner.manifest_links`); the planner ranks only the top-level images
+and `resolve_dependents` lets every other image follow its parents (ecr-facts.md sections 1.7
+and 5, issue 4):
 
 - an index (OCI index or Docker manifest list) is the parent of every manifest it lists,
   buildx attestation manifests included;
@@ -20,43 +21,15 @@ ordinary (top-level) image, while a referrer or cosign artifact whose subject is
 
 from __future__ import annotations
 
-import enum
 import gc
-import json
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, NamedTuple, TypeGuard, cast
+from typing import NamedTuple, cast
 
+from cleaner.manifest_links import ChildRef, Relation, cosign_parts
 from cleaner.model import Decision, Image, Verdict, newest_first
-
-
-class Relation(enum.StrEnum):
-    """How a dependent relates to its parent; the value reads "<value> of <parent>"."""
-
-    CHILD = "child"
-    ATTESTATION = "attestation"
-    SIGNATURE = "signature"
-    SBOM = "SBOM"
-    REFERRER = "referrer"
-
-
-@dataclass(frozen=True, slots=True)
-class ChildRef:
-    """One entry of an index: a platform manifest (CHILD) or a buildx ATTESTATION manifest."""
-
-    digest: str
-    relation: Relation = Relation.CHILD
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestFacts:
-    """What the graph needs from one manifest's text."""
-
-    children: tuple[ChildRef, ...] = ()
-    subject: str | None = None
 
 
 class Edge(NamedTuple):
@@ -67,72 +40,6 @@ class Edge(NamedTuple):
     relation: Relation
     in_index: bool
     """True when the registry itself holds the link (an index lists the dependent)."""
-
-
-# buildx marks attestation entries so (moby/buildkit docs/attestations/attestation-storage.md)
-_REFERENCE_TYPE = "vnd.docker.reference.type"
-_UNKNOWN_PLATFORM = {"architecture": "unknown", "os": "unknown"}
-_COSIGN_TAG = re.compile(r"(sha256|sha384|sha512)-([0-9a-f]+)\.(sig|att|sbom)")
-_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
-_COSIGN_RELATION = {
-    "sig": Relation.SIGNATURE,
-    "att": Relation.ATTESTATION,
-    "sbom": Relation.SBOM,
-}
-
-
-def manifest_facts(manifest_text: str) -> ManifestFacts:
-    """Children and subject of any manifest; empty facts for unparsable text."""
-    try:
-        doc = json.loads(manifest_text)
-    except (ValueError, RecursionError):
-        return ManifestFacts()
-    if not isinstance(doc, dict):
-        return ManifestFacts()
-    entries = doc.get("manifests")
-    listed = entries if isinstance(entries, list) else []
-    children = tuple(_child_ref(e) for e in listed if _has_digest(e))
-    subject = doc.get("subject")
-    return ManifestFacts(children, subject["digest"] if _has_digest(subject) else None)
-
-
-def index_children(manifest_text: str) -> tuple[str, ...]:
-    """Digests listed by an OCI index or Docker manifest list; () for anything else."""
-    return tuple(ref.digest for ref in manifest_facts(manifest_text).children)
-
-
-def manifest_subject(manifest_text: str) -> str | None:
-    """The OCI 1.1 `subject.digest`, if the manifest has one."""
-    return manifest_facts(manifest_text).subject
-
-
-def cosign_subject(tag: str) -> str | None:
-    """`sha256-<hex>.sig|.att|.sbom` -> `sha256:<hex>` (also sha384/sha512), else None."""
-    parts = _cosign_parts(tag)
-    return parts[0] if parts else None
-
-
-def _has_digest(value: Any) -> TypeGuard[dict[str, Any]]:
-    return isinstance(value, dict) and isinstance(value.get("digest"), str)
-
-
-def _child_ref(entry: dict[str, Any]) -> ChildRef:
-    annotations = entry.get("annotations")
-    marked = isinstance(annotations, dict) and (
-        annotations.get(_REFERENCE_TYPE) == "attestation-manifest"
-    )
-    if marked or entry.get("platform") == _UNKNOWN_PLATFORM:
-        return ChildRef(entry["digest"], Relation.ATTESTATION)
-    return ChildRef(entry["digest"])
-
-
-def _cosign_parts(tag: str) -> tuple[str, Relation] | None:
-    if not tag.startswith("sha"):  # cheap exit for the ordinary tags of a large repository
-        return None
-    match = _COSIGN_TAG.fullmatch(tag)
-    if match is None or len(match[2]) != _HEX_LENGTH[match[1]]:
-        return None
-    return f"{match[1]}:{match[2]}", _COSIGN_RELATION[match[3]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +164,7 @@ def _artifact_edges(image: Image, referrer_subjects: Mapping[str, str]) -> list[
     subject = image.subject or referrer_subjects.get(image.digest)
     edges = [Edge(subject, Relation.REFERRER, False)] if subject else []
     if image.tags:
-        cosign = [_cosign_parts(tag) for tag in image.tags]
+        cosign = [cosign_parts(tag) for tag in image.tags]
         edges += [Edge(p[0], p[1], False) for p in cosign if p] if all(cosign) else []
     return edges
 

@@ -23,7 +23,7 @@ from cleaner.emulator import (
     make_manifest,
     referrer_manifest,
 )
-from cleaner.graph import ManifestFacts, Relation
+from cleaner.manifest_links import ManifestFacts, Relation
 from cleaner.model import Image
 from cleaner.registry import EcrRegistry
 from tests.backends import Backend, EmulatorBackend, MotoBackend

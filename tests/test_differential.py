@@ -39,7 +39,8 @@ from cleaner.emulator import (
 )
 from cleaner.emulator.manifests import Platform
 from cleaner.engine import Engine, SweepRequest
-from cleaner.graph import build_graph, manifest_facts
+from cleaner.graph import build_graph
+from cleaner.manifest_links import manifest_facts
 from cleaner.model import Image, Plan
 from cleaner.planner import plan_repository
 from cleaner.policy import PolicyFile, parse_policy_file

@@ -23,17 +23,14 @@ from cleaner.emulator import (
     make_manifest,
     referrer_manifest,
 )
-from cleaner.graph import (
-    ArtifactGraph,
+from cleaner.graph import ArtifactGraph, build_graph, deletion_waves, resolve_dependents
+from cleaner.manifest_links import (
     ChildRef,
     Relation,
-    build_graph,
     cosign_subject,
-    deletion_waves,
     index_children,
     manifest_facts,
     manifest_subject,
-    resolve_dependents,
 )
 from cleaner.model import Decision, Image, Verdict
 from cleaner.planner import newest_first
@@ -356,7 +353,7 @@ def test_waves_ignore_unknown_digests_and_duplicates() -> None:
 
 def test_graph_module_imports_no_io() -> None:
     code = (
-        "import sys, cleaner.graph; "
+        "import sys, cleaner.graph, cleaner.manifest_links; "
         "print([m for m in ('asyncio', 'aiohttp', 'botocore', 'socket') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
