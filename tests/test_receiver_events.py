@@ -208,7 +208,8 @@ def test_prune_requests(raw: bytes, expected: PruneRequest) -> None:
         (b'{"repositories": ["Bad"]}', "not valid repository names: 'Bad'"),
         (b'{"dry_run": "yes"}', "dry_run must be true or false"),
         (b'{"wait": 1}', "wait must be true or false"),
-        (b'{"dryrun": true}', "unknown fields: dryrun"),
+        (b'{"dryrun": true}', r"unknown field 'dryrun' \(allowed: dry_run, repositories, wait\)"),
+        (body({f"k{n}": 1 for n in range(5000)}), r"unknown field 'k0' and 4999 more \(allowed"),
         (b"[]", "must be a JSON object"),
     ],
 )

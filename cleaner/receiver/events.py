@@ -164,7 +164,10 @@ def parse_prune_request(body: bytes) -> PruneRequest:
     doc = _json_object(body) if body.strip() else {}
     unknown = sorted(set(doc) - PRUNE_FIELDS)
     if unknown:
-        raise InvalidRequest(f"unknown fields: {', '.join(unknown)}")
+        # Name one (a body may hold thousands) and what is allowed, which is what helps.
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        allowed = ", ".join(sorted(PRUNE_FIELDS))
+        raise InvalidRequest(f"unknown field {unknown[0][:64]!r}{more} (allowed: {allowed})")
     for flag in ("dry_run", "wait"):
         if not isinstance(doc.get(flag, False), bool):
             raise InvalidRequest(f"{flag} must be true or false")
