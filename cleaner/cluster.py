@@ -118,17 +118,45 @@ async def api_client(
         if not path and target.context is None and in_cluster(environ):
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
-            await config.load_kube_config(
+            loader = await config.load_kube_config(
                 config_file=path or DEFAULT_KUBECONFIG,  # may list several files, `:`-separated
                 context=target.context,
                 client_configuration=configuration,
                 persist_config=False,  # never write tokens back into a (read-only) kubeconfig
             )
-    except (config.ConfigException, OSError, yaml.YAMLError, KeyError, TypeError) as error:
+            if hasattr(loader, "exec_plugin_expiry"):
+                configuration.refresh_api_key_hook = _exec_token_refresh(loader, str(target))
+    except _CONFIG_ERRORS as error:
         raise ClusterError(
             f"{target}: cannot load Kubernetes config: {error}", cluster=str(target)
         ) from error
     return client.ApiClient(configuration)
+
+
+_CONFIG_ERRORS = (config.ConfigException, OSError, yaml.YAMLError, KeyError, TypeError)
+
+
+def _exec_token_refresh(
+    loader: Any, cluster: str
+) -> Callable[[client.Configuration], Awaitable[None]]:
+    """A hook the client awaits before each request: an exec plugin's token (`aws eks
+    get-token` gives 15 minutes) is fetched again once it is about to expire, so a receiver
+    watching a cluster from outside keeps working. A plugin that fails is a ClusterError:
+    the watcher then fails closed and retries instead of losing its task."""
+    # One run at a time: the seven watches of a cluster would otherwise start seven plugins
+    # at the expiry, and a request cancelled mid-run would leave its plugin process behind.
+    running = asyncio.Lock()
+
+    async def refresh(configuration: client.Configuration) -> None:
+        async with running:
+            try:
+                await loader.load_from_exec_plugin()  # runs the plugin only near the expiry
+            except (*_CONFIG_ERRORS, RuntimeError, ValueError) as error:
+                text = f"{cluster}: credentials: {error}"[:MESSAGE_MAX]
+                raise ClusterError(text, cluster=cluster) from error
+        configuration.api_key["BearerToken"] = loader.token
+
+    return refresh
 
 
 class ClusterImages:

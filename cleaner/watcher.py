@@ -139,7 +139,14 @@ class InUseWatcher:
                 # The watch expired: relist, still healthy, but at most once per retry_s.
                 await asyncio.sleep(max(0.0, reflector.listed_at + self._retry_s - loop.time()))
             except ClusterError as error:
-                reflector.error, reflector.failures = error, reflector.failures + 1
-                log.warning("%s: %s; relisting", reflector, error)
-                backoff = self._retry_s * 2 ** (reflector.failures - 1)
-                await asyncio.sleep(min(backoff, self._max_retry_s))
+                await self._failed(reflector, error)
+            except Exception as error:  # a dead task would look healthy forever: fail closed
+                log.exception("%s: unexpected error; relisting", reflector)
+                await self._failed(reflector, ClusterError(f"{reflector}: {error!r}"))
+
+    async def _failed(self, reflector: _Reflector, error: ClusterError) -> None:
+        """Unhealthy (fail closed) until the next list succeeds; back off meanwhile."""
+        reflector.error, reflector.failures = error, reflector.failures + 1
+        log.warning("%s: %s; relisting", reflector, error)
+        backoff = self._retry_s * 2 ** (reflector.failures - 1)
+        await asyncio.sleep(min(backoff, self._max_retry_s))

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from cleaner.cluster import ClusterImages, KubeTarget, list_in_use
+from cleaner.cluster import ClusterImages, Kind, KubeTarget, Objects, connect, list_in_use
 from cleaner.errors import ClusterError
 from cleaner.model import Image, Repository
 from cleaner.references import in_use_protection
@@ -316,3 +318,107 @@ async def test_an_unreachable_cluster_never_syncs() -> None:
             assert watcher.last_error is not None and watcher.last_error.startswith("down: list")
             with pytest.raises(ClusterError, match="in-use set unavailable"):
                 watcher.snapshot()
+
+
+# --- exec credential plugins (`aws eks get-token`): tokens that expire -----------------------
+
+CREDENTIAL_PLUGIN = """\
+import datetime, json, pathlib, sys
+runs, minutes = pathlib.Path(sys.argv[1]), float(sys.argv[2])
+n = int(runs.read_text() or 0) + 1 if runs.exists() else 1
+runs.write_text(str(n))
+if (runs.parent / "down").exists():
+    sys.exit("token service unavailable")
+expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=minutes)
+status = {"token": f"tok-{n}", "expirationTimestamp": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")}
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1",
+                  "kind": "ExecCredential", "status": status}))
+"""
+
+
+def exec_kubeconfig(tmp_path: Path, url: str, minutes: float) -> str:
+    """A kubeconfig whose user runs a credential plugin, like EKS's `aws eks get-token`."""
+    (tmp_path / "plugin.py").write_text(CREDENTIAL_PLUGIN)
+    plugin = {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": sys.executable,
+        "args": [str(tmp_path / "plugin.py"), str(tmp_path / "runs"), str(minutes)],
+    }
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": url}}],
+        "users": [{"name": "u", "user": {"exec": plugin}}],
+        "contexts": [{"name": "eks", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "eks",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return str(path)
+
+
+def bearer_tokens(emulator: Apiserver) -> list[str]:
+    return [r.headers.get("Authorization", "") for r in emulator._requests]
+
+
+async def test_an_exec_token_near_its_expiry_is_fetched_again(
+    server: tuple[Apiserver, str], tmp_path: Path
+) -> None:
+    """One minute left is inside the client's five-minute margin: each request asks again,
+    so a receiver watching for hours never sends a token the cluster has stopped taking."""
+    emulator, url = server
+    target = KubeTarget(kubeconfig=exec_kubeconfig(tmp_path, url, minutes=1))
+    async with connect(target, environ={}) as cluster:
+        await cluster.list_in_use()
+        await cluster.list_in_use()
+    tokens = bearer_tokens(emulator)
+    assert all(t.startswith("Bearer tok-") for t in tokens) and len(set(tokens)) > 1
+    assert int((tmp_path / "runs").read_text()) > 2
+
+
+async def test_a_fresh_exec_token_is_reused(server: tuple[Apiserver, str], tmp_path: Path) -> None:
+    emulator, url = server
+    target = KubeTarget(kubeconfig=exec_kubeconfig(tmp_path, url, minutes=60))
+    async with connect(target, environ={}) as cluster:
+        await cluster.list_in_use()
+        await cluster.list_in_use()
+    assert set(bearer_tokens(emulator)) == {"Bearer tok-1"}
+    assert (tmp_path / "runs").read_text() == "1"
+
+
+async def test_a_failing_credential_plugin_is_a_cluster_error(
+    server: tuple[Apiserver, str], tmp_path: Path
+) -> None:
+    _, url = server
+    target = KubeTarget(kubeconfig=exec_kubeconfig(tmp_path, url, minutes=1))
+    async with connect(target, environ={}) as cluster:
+        await cluster.list_in_use()
+        (tmp_path / "down").touch()
+        with pytest.raises(ClusterError, match=r"credentials: .*token service unavailable"):
+            await cluster.list_in_use()
+
+
+class CrashingOnce(ClusterImages):
+    """A cluster adapter with a bug: its first list raises something that is not ours."""
+
+    crashed = False
+
+    async def list_kind(self, kind: Kind, *, attempts: int = 3) -> tuple[Objects, str]:
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("a bug, not an outage")
+        return await super().list_kind(kind, attempts=attempts)
+
+
+async def test_an_unexpected_error_fails_the_watcher_closed_not_dead(
+    api: client.ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reflector task that died would keep its old objects and look healthy forever."""
+    async with InUseWatcher([CrashingOnce(api, "kmock")], retry_s=0.5) as watcher:
+        await eventually(lambda: watcher.last_error is not None)
+        assert "a bug, not an outage" in (watcher.last_error or "") and not watcher.healthy
+        with pytest.raises(ClusterError, match="in-use set unavailable"):
+            watcher.snapshot()
+        await watcher.wait_synced(5)
+        await eventually(lambda: watcher.healthy)
+    assert any("unexpected error" in r.message for r in caplog.records)
