@@ -116,11 +116,13 @@ def make_app(deps: Deps) -> web.Application:
     app[DEPS] = deps
     app[RUNTIME] = Runtime(scheduler)
     app.cleanup_ctx.append(_lifetime)
+    # `[\s\S]+`, not `.+`: a name with a newline must reach the handler and get its 400,
+    # not fall through to a 404 (schemathesis found it).
     routes = [
         web.post(EVENTS_PATH, post_events),
         web.post("/prune", post_prune),
         web.get("/jobs/{id}", get_job, allow_head=False),
-        web.get("/repositories/{name:.+}/plan", get_plan, allow_head=False),
+        web.get(r"/repositories/{name:[\s\S]+}/plan", get_plan, allow_head=False),
         web.get("/healthz", healthz, allow_head=False),
         web.get("/readyz", readyz, allow_head=False),
         web.get("/metrics", metrics, allow_head=False),
