@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 SOURCES := cleaner tests $(wildcard bench)
 
-.PHONY: demo test lint format bench audit lock clean
+.PHONY: demo test fuzz lint format bench audit lock clean
 
 $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The property, fuzz and schemathesis tests with fresh random examples (make test replays
+# fixed ones); run it a few times before a release, and pin what it finds as a test case.
+FUZZ_TESTS := tests/test_receiver_fuzz.py tests/test_schemathesis.py tests/test_differential.py \
+	tests/test_planner.py tests/test_protections.py tests/test_graph.py tests/test_receiver_events.py \
+	tests/test_references.py
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=explore $(BIN)/pytest $(FUZZ_TESTS) $(PYTEST_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff format $(SOURCES)

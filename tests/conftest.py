@@ -2,13 +2,23 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.backends import REGION, Backend, EmulatorBackend, MotoBackend
+
+# `make test` (and so CI) replays the same generated examples on every run: a red build is
+# then the change's doing, not a new roll of the dice. `make fuzz` explores fresh examples
+# (HYPOTHESIS_PROFILE=explore); what it finds becomes a fixed test case. Loaded here, before
+# the test modules, because `@settings(...)` takes its other values from the loaded profile.
+settings.register_profile("replay", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "replay"))
 
 
 @pytest.fixture(autouse=True)
