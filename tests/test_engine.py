@@ -8,23 +8,10 @@ from cleaner.engine import Shard, SweepRequest, run
 from cleaner.model import Image, Verdict
 from cleaner.policy import parse_policy_file
 from tests.fakes import FakeRegistry
+from tests.policies import keep_newest_rule
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
-KEEP_2 = parse_policy_file(
-    {
-        "rules": [
-            {
-                "rulePriority": 1,
-                "selection": {
-                    "tagStatus": "any",
-                    "countType": "imageCountMoreThan",
-                    "countNumber": 2,
-                },
-                "action": {"type": "expire"},
-            }
-        ]
-    }
-)
+KEEP_2 = parse_policy_file({"rules": [keep_newest_rule(2)]})
 
 
 def images(count: int, prefix: str = "a") -> list[Image]:

@@ -42,7 +42,6 @@ from yarl import URL
 from cleaner.emulator import RegistryStore, make_manifest, running
 from cleaner.engine import Engine
 from cleaner.model import RunReport
-from cleaner.policy import parse_policy_file
 from cleaner.receiver import app as receiver_app
 from cleaner.receiver.app import MAX_BODY, PUBLIC_PATHS, RUNTIME, Deps, make_app
 from cleaner.receiver.auth import TokenAuth
@@ -50,6 +49,7 @@ from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import Pruner, SchedulerSettings
 from cleaner.registry import EcrRegistry
 from tests.backends import REGION
+from tests.policies import keep_newest_everywhere
 from tests.test_receiver_scheduler import settle, until
 
 TOKEN = "fuzz-7f3c9a1e5b2d4c6f8a0b1c2d3e4f5a6b"
@@ -57,27 +57,7 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 SAMPLES = Path(__file__).parent / "data" / "events"
 REPOSITORY = "app"
 OLD_IMAGES = 4
-POLICY = parse_policy_file(
-    {
-        "repositories": [
-            {
-                "match": "*",
-                "rules": [
-                    {
-                        "rulePriority": 1,
-                        "selection": {
-                            "tagStatus": "any",
-                            "countType": "imageCountMoreThan",
-                            "countNumber": 1,
-                        },
-                        "action": {"type": "expire"},
-                    }
-                ],
-            }
-        ],
-        "protect": {"newer_than": "0s", "in_use": False},
-    }
-)
+POLICY = keep_newest_everywhere(1)
 # What an answer must never show: a traceback, a source line, an exception's repr.
 EXCEPTION_TEXT = re.compile(
     r"Traceback \(most recent call last\)|File \"[^\"]*\", line \d+|\b\w+(Error|Exception)\("

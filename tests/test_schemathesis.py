@@ -34,7 +34,6 @@ from schemathesis.checks import (
 
 from cleaner.emulator import RegistryStore, make_manifest, running
 from cleaner.engine import Engine
-from cleaner.policy import parse_policy_file
 from cleaner.receiver.app import Deps, make_app
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.openapi import openapi_document
@@ -42,6 +41,7 @@ from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import SchedulerSettings
 from cleaner.registry import EcrRegistry
 from tests.backends import REGION
+from tests.policies import keep_newest_everywhere
 
 TOKEN = "schemathesis-2b7e151628aed2a6abf7158809cf4f3c"
 CHECKS = [
@@ -52,27 +52,7 @@ CHECKS = [
     response_headers_conformance,
     ignored_auth,
 ]
-POLICY = parse_policy_file(
-    {
-        "repositories": [
-            {
-                "match": "*",
-                "rules": [
-                    {
-                        "rulePriority": 1,
-                        "selection": {
-                            "tagStatus": "any",
-                            "countType": "imageCountMoreThan",
-                            "countNumber": 2,
-                        },
-                        "action": {"type": "expire"},
-                    }
-                ],
-            }
-        ],
-        "protect": {"newer_than": "0s", "in_use": False},
-    }
-)
+POLICY = keep_newest_everywhere(2)
 
 
 @asynccontextmanager
