@@ -277,13 +277,13 @@ def _kept_reason(
     image: Image, outcome: _Outcome, shield: _Outcome | None, views: list[_RuleView], now: datetime
 ) -> str:
     view = views[outcome[0]]
-    detail = view.detail(outcome, image, now)
-    if outcome[1]:
-        return f"kept by {view.label}: {detail}; {_ARCHIVE_NOTE}"
-    if shield is not None:
+    if shield is not None and not outcome[1]:
         lower = views[shield[0]]
         would = f"{lower.label} would otherwise expire it: {lower.detail(shield, image, now)}"
         return f"kept: selected by higher-priority {view.label}; {would}"
+    detail = view.detail(outcome, image, now)
+    if outcome[1]:
+        return f"kept by {view.label}: {detail}; {_ARCHIVE_NOTE}"
     return f"kept by {view.label}: {detail}"
 
 
