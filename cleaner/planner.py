@@ -75,11 +75,11 @@ def plan_repository(
     with gc_paused():
         top, dependents = graph.split(images)
         versions = semver_top(top, protections.semver)
-        decided = protect(_evaluate(top, policy, now), protections, safety, now, held, versions)
+        screen = Screen(protections, versions, now, held)
+        decided = protect(_evaluate(top, policy, now), screen, safety)
         # Dependents a protection keeps on their own (a tagged `prod` platform manifest, say)
         # are pinned; the rest follow their parents. Semantic versions rank among top-level
         # images only: a platform manifest or a signature is not a release of its own.
-        screen = Screen(protections, versions, now, held)
         pinned = [
             Decision(image, Verdict.KEEP, f"protected: {why}")
             for image in dependents

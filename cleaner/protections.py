@@ -55,23 +55,8 @@ NO_PROTECTIONS = Protections(newer_than=timedelta(0))
 NO_SAFETY = Safety(keep_at_least=0)
 
 
-def protect(
-    decisions: Sequence[Decision],
-    protections: Protections,
-    safety: Safety,
-    now: datetime,
-    held: Mapping[str, str] | None = None,
-    top_versions: Mapping[str, str] | None = None,
-) -> list[Decision]:
-    """Turn protected expiries into keeps, then hold the keep_at_least floor (newest first).
-
-    `held` maps digests to a reason they must stay whatever the file says (in use by a
-    cluster); it is checked before every other protection. `top_versions` is `semver_top`
-    of these images, for a caller that needs it too (computed here otherwise).
-    """
-    if top_versions is None:
-        top_versions = semver_top((d.image for d in decisions), protections.semver)
-    screen = Screen(protections, top_versions, now, held or {})
+def protect(decisions: Sequence[Decision], screen: Screen, safety: Safety) -> list[Decision]:
+    """Turn protected expiries into keeps, then hold the keep_at_least floor (newest first)."""
     guarded = [
         decision
         if decision.verdict is not Verdict.EXPIRE or (why := screen.reason(decision.image)) is None
@@ -108,7 +93,8 @@ class Screen:
         self.pulled_cutoff = now - window if window is not None else None
 
     def reason(self, image: Image) -> str | None:
-        """Why `image` must stay (`held` first, then the protections in order); or None."""
+        """Why `image` must stay, or None. `held` (digest -> why, e.g. in use by a cluster)
+        wins over everything the file says; then the protections in order."""
         held = self.held.get(image.digest)
         if held is not None:
             return held
