@@ -62,10 +62,6 @@ class ArtifactGraph:
     def edges(self, digest: str) -> tuple[Edge, ...]:
         return self._up.get(digest, ())
 
-    def dependents(self, digest: str) -> tuple[str, ...]:
-        """Images that follow this one (children, attestations, signatures, referrers)."""
-        return tuple(self._down.get(digest, ()))
-
     def relation(self, digest: str) -> Relation | None:
         """The main relation (an index link first); None for ordinary images."""
         edges = self._up.get(digest)

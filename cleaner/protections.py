@@ -66,13 +66,6 @@ def protect(decisions: Sequence[Decision], screen: Screen, safety: Safety) -> li
     return _floor(guarded, safety.keep_at_least)
 
 
-def protection_reason(
-    image: Image, protections: Protections, top_versions: Mapping[str, str], now: datetime
-) -> str | None:
-    """The first protection that holds for this image, as a reason; None if none does."""
-    return Screen(protections, top_versions, now).reason(image)
-
-
 class Screen:
     """The protections of one plan, with what can be worked out once: the grace and pull
     cutoffs, and one regex for all tag globs. `reason` runs for every image a rule expires

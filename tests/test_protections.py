@@ -16,9 +16,9 @@ from cleaner.protections import (
     NO_SAFETY,
     Protections,
     Safety,
+    Screen,
     SemverKeep,
     parse_duration,
-    protection_reason,
     semver_top,
 )
 from tests.test_planner import NOW, image, policies, policy, rule
@@ -201,7 +201,7 @@ def test_property_protections_only_turn_expire_into_keep(
         before = plain[decision.image.digest]
         if decision.verdict is Verdict.EXPIRE:
             # nothing protected is ever planned for expiry
-            assert protection_reason(decision.image, protect, top, NOW) is None
+            assert Screen(protect, top, NOW).reason(decision.image) is None
             assert before.verdict is Verdict.EXPIRE
         elif before.verdict is Verdict.EXPIRE:
             assert decision.reason.startswith("protected: ")
