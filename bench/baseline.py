@@ -24,8 +24,8 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from cleaner.registry import is_transient
-from cleaner.retry import Backoff, retrying
+from cleaner.clients.retry import Backoff, retrying
+from cleaner.registries.ecr import is_transient
 
 
 async def run_baseline(

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from bench.synth import policy_doc, pushes
 from cleaner.emulator.manifests import digest_of, parse_manifest
-from cleaner.graph import build_graph
-from cleaner.manifest_links import ChildRef, manifest_facts
-from cleaner.model import Image
-from cleaner.planner import plan_repository
-from cleaner.policy import parse_policy_file
+from cleaner.planning.graph import build_graph
+from cleaner.planning.manifest_links import ChildRef, manifest_facts
+from cleaner.planning.model import Image
+from cleaner.planning.planner import plan_repository
+from cleaner.planning.policy_file import parse_policy_file
 
 
 def listing(count: int, now: datetime) -> tuple[list[Image], dict[str, tuple[ChildRef, ...]]]:

@@ -27,12 +27,12 @@ from aiohttp import web
 from cleaner.emulator import RegistryStore, running
 from cleaner.emulator import manifests as mf
 from cleaner.engine import Engine
-from cleaner.model import RunReport
-from cleaner.policy import parse_policy_file
-from cleaner.receiver.app import Deps, make_app
+from cleaner.planning.model import RunReport
+from cleaner.planning.policy_file import parse_policy_file
 from cleaner.receiver.auth import TokenAuth
+from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.pruner import EnginePruner
-from cleaner.registry import EcrRegistry
+from cleaner.registries.ecr import EcrRegistry
 
 KEEP = 20
 TIMEOUT_S = 30.0

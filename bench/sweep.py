@@ -25,11 +25,11 @@ from typing import Any
 from bench.baseline import run_baseline
 from bench.emulator_proc import baseline_name, sweep_name
 from bench.synth import policy_doc
+from cleaner.clients.ratelimit import AdaptiveLimiter
 from cleaner.engine import Engine, SweepRequest
-from cleaner.model import RunReport
-from cleaner.policy import parse_policy_file
-from cleaner.ratelimit import AdaptiveLimiter
-from cleaner.registry import EcrRegistry
+from cleaner.planning.model import RunReport
+from cleaner.planning.policy_file import parse_policy_file
+from cleaner.registries.ecr import EcrRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 LIST_PAGE = 1000  # DescribeImages maxResults the registry adapter asks for

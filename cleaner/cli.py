@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from cleaner import __version__
 from cleaner.errors import ClusterError, ConfigError, RegistryError
-from cleaner.model import RunReport
+from cleaner.planning.model import RunReport
 
 if TYPE_CHECKING:
     from cleaner.engine import Shard
@@ -172,7 +172,7 @@ async def dispatch(args: argparse.Namespace, out: TextIO) -> int:
             return await run_serve(args)
         if args.command == "validate":
             from cleaner.output import describe_policy
-            from cleaner.policy import load_policy_file
+            from cleaner.planning.policy_file import load_policy_file
 
             out.write(describe_policy(load_policy_file(args.file)))
             return EXIT_OK
@@ -202,9 +202,9 @@ async def dispatch(args: argparse.Namespace, out: TextIO) -> int:
 async def _plan_or_sweep(args: argparse.Namespace, out: TextIO) -> int:
     from cleaner.engine import Engine, SweepRequest
     from cleaner.kube import cluster_ports, resolve
-    from cleaner.policy import load_policy_file
+    from cleaner.planning.policy_file import load_policy_file
     from cleaner.progress import terminal_progress
-    from cleaner.registry import EcrRegistry
+    from cleaner.registries.ecr import EcrRegistry
 
     if not args.policy:
         raise ConfigError("--policy FILE is required (or set CLEANER_POLICY)")

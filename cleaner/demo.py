@@ -11,8 +11,8 @@ from typing import TextIO
 from cleaner.emulator import RegistryStore, running, seed_demo
 from cleaner.engine import SweepRequest, run
 from cleaner.output import format_bytes, render_text
-from cleaner.policy import decode, parse_policy_file
-from cleaner.registry import EcrRegistry
+from cleaner.planning.policy_file import decode, parse_policy_file
+from cleaner.registries.ecr import EcrRegistry
 
 log = logging.getLogger(__name__)
 DEMO_ROWS = 12

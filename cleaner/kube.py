@@ -17,14 +17,14 @@ from pathlib import Path
 
 from kubernetes_asyncio import client
 
-from cleaner.cluster import KubeTarget, api_client, config_available, connect, in_cluster
-from cleaner.cluster import list_in_use as list_clusters
-from cleaner.engine import Coordinator, InUseSource
+from cleaner.coordination.lease import default_holder, repository_lease
+from cleaner.engine.core import Coordinator, InUseSource
 from cleaner.errors import ClusterError
-from cleaner.lease import default_holder, repository_lease
-from cleaner.policy import ClusterSettings
-from cleaner.references import InUse
-from cleaner.watcher import InUseWatcher
+from cleaner.in_use.kubernetes import KubeTarget, api_client, config_available, connect, in_cluster
+from cleaner.in_use.kubernetes import list_in_use as list_clusters
+from cleaner.in_use.watcher import InUseWatcher
+from cleaner.planning.policy_file import ClusterSettings
+from cleaner.planning.references import InUse
 
 log = logging.getLogger(__name__)
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

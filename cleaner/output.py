@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from cleaner.model import Decision, RepositoryReport, RunReport, iso_utc
-from cleaner.policy import PolicyFile
-from cleaner.protections import Protections, format_duration
+from cleaner.planning.model import Decision, RepositoryReport, RunReport, iso_utc
+from cleaner.planning.policy_file import PolicyFile
+from cleaner.planning.protections import Protections, format_duration
 
 
 def report_to_json(report: RunReport) -> dict[str, Any]:

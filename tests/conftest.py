@@ -41,7 +41,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     # Nor a real cluster: in-use protection is "auto", on whenever a kubeconfig exists.
     for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "JOB_COMPLETION_INDEX"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("cleaner.cluster.DEFAULT_KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.setattr(
+        "cleaner.in_use.kubernetes.DEFAULT_KUBECONFIG", str(tmp_path / "no-kubeconfig")
+    )
 
 
 @pytest.fixture(autouse=True)

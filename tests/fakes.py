@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cleaner.errors import RegistryError, RepositoryNotFoundError
-from cleaner.model import DeleteFailure, DeleteResult, Image, Repository
+from cleaner.planning.model import DeleteFailure, DeleteResult, Image, Repository
 
 
 @dataclass

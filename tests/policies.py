@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cleaner.policy import PolicyFile, parse_policy_file
+from cleaner.planning.policy_file import PolicyFile, parse_policy_file
 
 
 def keep_newest_rule(count: int) -> dict[str, Any]:

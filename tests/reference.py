@@ -35,8 +35,8 @@ from datetime import datetime, timedelta
 
 import semver
 
-from cleaner.model import Image, LifecyclePolicy, Rule
-from cleaner.protections import Protections, Safety
+from cleaner.planning.model import Image, LifecyclePolicy, Rule
+from cleaner.planning.protections import Protections, Safety
 
 KEEP, EXPIRE = "keep", "expire"
 INDEX_TYPES = (

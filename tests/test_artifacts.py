@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from cleaner.artifacts import ManifestCache, ManifestSource, load_graph, needs_manifest
 from cleaner.emulator import (
     attestation_descriptor,
     attestation_manifest,
@@ -23,9 +22,10 @@ from cleaner.emulator import (
     make_manifest,
     referrer_manifest,
 )
-from cleaner.manifest_links import ManifestFacts, Relation
-from cleaner.model import Image
-from cleaner.registry import EcrRegistry
+from cleaner.engine.artifacts import ManifestCache, ManifestSource, load_graph, needs_manifest
+from cleaner.planning.manifest_links import ManifestFacts, Relation
+from cleaner.planning.model import Image
+from cleaner.registries.ecr import EcrRegistry
 from tests.backends import Backend, EmulatorBackend, MotoBackend
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -96,7 +96,7 @@ async def test_list_referrers_is_none_on_moto_without_retrying(
 ) -> None:
     moto.create_repository("app")
     digest = push(moto, "app", make_manifest("x"))
-    caplog.set_level(logging.DEBUG, logger="cleaner.retry")
+    caplog.set_level(logging.DEBUG, logger="cleaner.clients.retry")
     async with EcrRegistry.connect(endpoint_url=moto.endpoint_url) as registry:
         assert await registry.list_referrers("app", digest) is None
     assert not [r for r in caplog.records if "retry" in r.getMessage()]

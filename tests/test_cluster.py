@@ -24,11 +24,11 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from cleaner.cluster import ClusterImages, Kind, KubeTarget, Objects, connect, list_in_use
 from cleaner.errors import ClusterError
-from cleaner.model import Image, Repository
-from cleaner.references import in_use_protection
-from cleaner.watcher import InUseWatcher
+from cleaner.in_use.kubernetes import ClusterImages, Kind, KubeTarget, Objects, connect, list_in_use
+from cleaner.in_use.watcher import InUseWatcher
+from cleaner.planning.model import Image, Repository
+from cleaner.planning.references import in_use_protection
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 REPO = Repository("team/app", f"{ECR}/team/app", "123456789012")
@@ -287,7 +287,7 @@ async def test_the_watcher_relists_after_410_gone(
         assert watcher.healthy
         await create_pod(api, "after", f"{ECR}/team/app:v2")
         await eventually(lambda: len(watcher.snapshot()) == 2)
-    assert not [r for r in caplog.records if r.name == "cleaner.cluster"]
+    assert not [r for r in caplog.records if r.name == "cleaner.in_use.kubernetes"]
 
 
 async def test_the_watcher_fails_closed_and_recovers(

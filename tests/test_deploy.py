@@ -28,10 +28,10 @@ import yaml
 
 from cleaner import __version__
 from cleaner.cli import build_parser
-from cleaner.cluster import KINDS
-from cleaner.policy import decode, parse_policy_file
-from cleaner.receiver.app import PUBLIC_PATHS
+from cleaner.in_use.kubernetes import KINDS
+from cleaner.planning.policy_file import decode, parse_policy_file
 from cleaner.receiver.auth import API_KEY_HEADER
+from cleaner.receiver.http import PUBLIC_PATHS
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.serve import HANDLER_SHUTDOWN_S
 
@@ -487,7 +487,7 @@ def ecr_operations_called() -> set[str]:
 def test_the_scan_sees_every_ecr_call() -> None:
     """One module makes the ECR client, and each of its calls names the operation literally."""
     makers = [p for p in client_sources() if "create_client(" in p.read_text(encoding="utf-8")]
-    assert [p.relative_to(ROOT).as_posix() for p in makers] == ["cleaner/registry.py"]
+    assert [p.relative_to(ROOT).as_posix() for p in makers] == ["cleaner/registries/ecr.py"]
     text = makers[0].read_text(encoding="utf-8")
     sites = re.findall(r"\._call(?:_optional)?\(\s*([^,)]*)", text)
     assert sites and all(re.fullmatch(r'"[A-Z][A-Za-z]+"', s) for s in sites), sites

@@ -39,12 +39,12 @@ from cleaner.emulator import (
 )
 from cleaner.emulator.manifests import Platform
 from cleaner.engine import Engine, SweepRequest
-from cleaner.graph import build_graph
-from cleaner.manifest_links import manifest_facts
-from cleaner.model import Image, Plan
-from cleaner.planner import plan_repository
-from cleaner.policy import PolicyFile, parse_policy_file
-from cleaner.registry import EcrRegistry
+from cleaner.planning.graph import build_graph
+from cleaner.planning.manifest_links import manifest_facts
+from cleaner.planning.model import Image, Plan
+from cleaner.planning.planner import plan_repository
+from cleaner.planning.policy_file import PolicyFile, parse_policy_file
+from cleaner.registries.ecr import EcrRegistry
 from tests.aws_examples import EXAMPLES
 from tests.backends import REGION
 from tests.reference import EXPIRE, KEEP, reference_plan, reference_remaining

@@ -42,7 +42,7 @@ from cleaner.emulator import (
 )
 from cleaner.emulator.manifests import DOCKER_LIST, OCI_INDEX, SPDX, parse_manifest
 from cleaner.emulator.paging import SeqIndex
-from cleaner.model import INDEX_MEDIA_TYPES
+from cleaner.planning.model import INDEX_MEDIA_TYPES
 
 REPO = "app/api"
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -504,9 +504,9 @@ async def test_lifecycle_policy_round_trip_and_errors(ecr: Any) -> None:
 
 
 async def test_put_lifecycle_policy_uses_the_project_validator(ecr: Any) -> None:
-    lifecycle = pytest.importorskip("cleaner.lifecycle")
+    lifecycle = pytest.importorskip("cleaner.planning.lifecycle")
     if not hasattr(lifecycle, "parse_policy_text"):
-        pytest.skip("cleaner.lifecycle.parse_policy_text not available")
+        pytest.skip("cleaner.planning.lifecycle.parse_policy_text not available")
     bad = json.loads(POLICY)
     bad["rules"][0]["rulePriority"] = 0
     with pytest.raises(ClientError) as info:

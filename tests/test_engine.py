@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cleaner.engine import Shard, SweepRequest, run
-from cleaner.model import Image, Verdict
-from cleaner.policy import parse_policy_file
+from cleaner.planning.model import Image, Verdict
+from cleaner.planning.policy_file import parse_policy_file
 from tests.fakes import FakeRegistry
 from tests.policies import keep_newest_rule
 

@@ -26,10 +26,10 @@ from cleaner.emulator import (
     running,
 )
 from cleaner.engine import Engine, SweepRequest
-from cleaner.model import Image
-from cleaner.policy import parse_policy_file
-from cleaner.references import InUse, Use, parse_reference
-from cleaner.registry import EcrRegistry
+from cleaner.planning.model import Image
+from cleaner.planning.policy_file import parse_policy_file
+from cleaner.planning.references import InUse, Use, parse_reference
+from cleaner.registries.ecr import EcrRegistry
 from tests.conftest import run_cli
 
 NOW = datetime.now(UTC)

@@ -23,8 +23,8 @@ from cleaner.emulator import (
     make_manifest,
     referrer_manifest,
 )
-from cleaner.graph import ArtifactGraph, build_graph, deletion_waves, resolve_dependents
-from cleaner.manifest_links import (
+from cleaner.planning.graph import ArtifactGraph, build_graph, deletion_waves, resolve_dependents
+from cleaner.planning.manifest_links import (
     ChildRef,
     Relation,
     cosign_subject,
@@ -32,8 +32,8 @@ from cleaner.manifest_links import (
     manifest_facts,
     manifest_subject,
 )
-from cleaner.model import Decision, Image, Verdict
-from cleaner.planner import newest_first
+from cleaner.planning.model import Decision, Image, Verdict
+from cleaner.planning.planner import newest_first
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -353,7 +353,7 @@ def test_waves_ignore_unknown_digests_and_duplicates() -> None:
 
 def test_graph_module_imports_no_io() -> None:
     code = (
-        "import sys, cleaner.graph, cleaner.manifest_links; "
+        "import sys, cleaner.planning.graph, cleaner.planning.manifest_links; "
         "print([m for m in ('asyncio', 'aiohttp', 'botocore', 'socket') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

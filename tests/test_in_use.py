@@ -22,8 +22,8 @@ from kubernetes_asyncio import client
 
 from cleaner.engine import Engine, SweepRequest
 from cleaner.kube import LeaseCoordinator
-from cleaner.model import Image
-from cleaner.policy import parse_policy_file
+from cleaner.planning.model import Image
+from cleaner.planning.policy_file import parse_policy_file
 from tests.backends import Backend
 from tests.conftest import run_cli
 from tests.fakes import FakeRegistry

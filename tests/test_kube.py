@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cleaner.cluster import KubeTarget
+from cleaner.in_use.kubernetes import KubeTarget
 from cleaner.kube import resolve
-from cleaner.policy import ClusterSettings
+from cleaner.planning.policy_file import ClusterSettings
 
 
 def test_auto_is_off_without_any_cluster_config() -> None:

@@ -19,8 +19,8 @@ import kmock
 import pytest
 from kubernetes_asyncio import client
 
+from cleaner.coordination.lease import LeaseBusy, LeaseLost, lease_name, repository_lease
 from cleaner.errors import ClusterError
-from cleaner.lease import LeaseBusy, LeaseLost, lease_name, repository_lease
 
 LEASES = kmock.resource("coordination.k8s.io/v1/leases")
 NS = "ecr-cleaner"

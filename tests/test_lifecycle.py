@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from cleaner.errors import PolicyError
-from cleaner.lifecycle import MAX_POLICY_CHARS, parse_policy, parse_policy_text
-from cleaner.model import ActionType, CountType, TagStatus
+from cleaner.planning.lifecycle import MAX_POLICY_CHARS, parse_policy, parse_policy_text
+from cleaner.planning.model import ActionType, CountType, TagStatus
 
 DROP: Any = object()
 """Pass as a field value to leave that field out of the generated rule."""

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleaner.lifecycle import parse_policy
-from cleaner.model import (
+from cleaner.planning.lifecycle import parse_policy
+from cleaner.planning.model import (
     ActionType,
     CountType,
     Decision,
@@ -24,7 +24,7 @@ from cleaner.model import (
     Verdict,
     newest_first,
 )
-from cleaner.planner import evaluate, plan_repository
+from cleaner.planning.planner import evaluate, plan_repository
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cleaner.errors import PolicyError
-from cleaner.policy import load_policy_file, parse_policy_file
+from cleaner.planning.policy_file import load_policy_file, parse_policy_file
 
 RULE = {
     "rulePriority": 1,

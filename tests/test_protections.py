@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleaner.model import Image, LifecyclePolicy, Verdict
-from cleaner.planner import evaluate, plan_repository
-from cleaner.protections import (
+from cleaner.planning.model import Image, LifecyclePolicy, Verdict
+from cleaner.planning.planner import evaluate, plan_repository
+from cleaner.planning.protections import (
     NO_PROTECTIONS,
     NO_SAFETY,
     Protections,

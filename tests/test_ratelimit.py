@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cleaner.clients.ratelimit import AdaptiveLimiter, NoLimit
 from cleaner.emulator import TokenBucket
-from cleaner.ratelimit import AdaptiveLimiter, NoLimit
 
 
 class FakeTime:

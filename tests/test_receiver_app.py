@@ -23,12 +23,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate as validate_spec
 
-from cleaner.model import Decision, Image, Plan, RepositoryReport, RunReport, Verdict
+from cleaner.logs import JsonFormatter, use_log_format
 from cleaner.output import report_to_json
-from cleaner.receiver.app import MAX_BODY, RUNTIME, Deps, drain, make_app
+from cleaner.planning.model import Decision, Image, Plan, RepositoryReport, RunReport, Verdict
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
-from cleaner.receiver.logs import JsonFormatter, use_log_format
+from cleaner.receiver.http import MAX_BODY, RUNTIME, Deps, drain, make_app
 from cleaner.receiver.metrics import Metrics
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.scheduler import SchedulerSettings

@@ -24,15 +24,15 @@ from aiohttp.test_utils import TestClient
 from cleaner.emulator import RegistryStore, running
 from cleaner.engine import Engine
 from cleaner.errors import ConfigError
-from cleaner.model import RunReport
-from cleaner.policy import parse_policy_file
-from cleaner.receiver.app import MAX_BODY, RUNTIME, Deps, make_app
+from cleaner.planning.model import RunReport
+from cleaner.planning.policy_file import parse_policy_file
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
+from cleaner.receiver.http import MAX_BODY, RUNTIME, Deps, make_app
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import Pruner, SchedulerSettings
 from cleaner.receiver.serve import add_serve_arguments, run_serve
-from cleaner.registry import EcrRegistry
+from cleaner.registries.ecr import EcrRegistry
 from tests.backends import ACCOUNT, REGION, Backend, EmulatorBackend
 from tests.test_receiver_scheduler import until
 

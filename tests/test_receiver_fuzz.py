@@ -41,13 +41,13 @@ from yarl import URL
 
 from cleaner.emulator import RegistryStore, make_manifest, running
 from cleaner.engine import Engine
-from cleaner.model import RunReport
-from cleaner.receiver import app as receiver_app
-from cleaner.receiver.app import MAX_BODY, PUBLIC_PATHS, RUNTIME, Deps, make_app
+from cleaner.planning.model import RunReport
+from cleaner.receiver import http as receiver_app
 from cleaner.receiver.auth import TokenAuth
+from cleaner.receiver.http import MAX_BODY, PUBLIC_PATHS, RUNTIME, Deps, make_app
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import Pruner, SchedulerSettings
-from cleaner.registry import EcrRegistry
+from cleaner.registries.ecr import EcrRegistry
 from tests.backends import REGION
 from tests.policies import keep_newest_everywhere
 from tests.test_receiver_scheduler import settle, until

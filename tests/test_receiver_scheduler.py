@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from cleaner.errors import RegistryError
-from cleaner.model import RepositoryReport, RunReport
+from cleaner.planning.model import RepositoryReport, RunReport
 from cleaner.receiver.scheduler import (
     BacklogFull,
     JobState,

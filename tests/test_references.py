@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cleaner.model import Image, Repository
-from cleaner.references import (
+from cleaner.planning.model import Image, Repository
+from cleaner.planning.references import (
     ImageRef,
     InUse,
     Use,

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cleaner.clients.retry import Backoff
 from cleaner.errors import RegistryError, RepositoryNotFoundError
-from cleaner.registry import EcrRegistry
-from cleaner.retry import Backoff
+from cleaner.registries.ecr import EcrRegistry
 from tests.backends import Backend, EmulatorBackend
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -138,7 +138,7 @@ async def test_server_errors_are_retried() -> None:
     [1767225600, 1767225600.0, "1767225600", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00"],
 )
 def test_timestamps_parse_to_utc_whatever_their_form(value: object) -> None:
-    from cleaner.registry import parse_timestamp
+    from cleaner.registries.ecr import parse_timestamp
 
     assert parse_timestamp(value) == datetime(2026, 1, 1, tzinfo=UTC)
     assert parse_timestamp(value).utcoffset() == timedelta(0)

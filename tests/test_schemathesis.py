@@ -34,12 +34,12 @@ from schemathesis.checks import (
 
 from cleaner.emulator import RegistryStore, make_manifest, running
 from cleaner.engine import Engine
-from cleaner.receiver.app import Deps, make_app
 from cleaner.receiver.auth import TokenAuth
+from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import SchedulerSettings
-from cleaner.registry import EcrRegistry
+from cleaner.registries.ecr import EcrRegistry
 from tests.backends import REGION
 from tests.policies import keep_newest_everywhere
 

@@ -24,7 +24,7 @@ from cleaner.emulator.validation import (
     check_repository_name,
     check_tag,
 )
-from cleaner.model import Image
+from cleaner.planning.model import Image
 
 
 @dataclass(slots=True)

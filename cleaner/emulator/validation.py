@@ -176,9 +176,9 @@ def check_policy_text(text: str) -> None:
 
 
 def _project_policy_parser() -> Callable[[str], object] | None:
-    # cleaner.lifecycle is written in parallel and may not exist yet, so import it lazily.
+    # cleaner.planning.lifecycle is written in parallel and may not exist yet, so import it lazily.
     try:
-        module = importlib.import_module("cleaner.lifecycle")
+        module = importlib.import_module("cleaner.planning.lifecycle")
     except ImportError:
         return None
     parser: Callable[[str], object] | None = getattr(module, "parse_policy_text", None)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from cleaner.model import RunReport
+from cleaner.planning.model import RunReport
 from cleaner.receiver.scheduler import Pruner
 
 EVENT_STATUSES = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from cleaner.engine import DEFAULT_CONCURRENCY, Engine, SweepRequest
-from cleaner.model import RunReport
-from cleaner.policy import PolicyFile
+from cleaner.engine.core import DEFAULT_CONCURRENCY, Engine, SweepRequest
+from cleaner.planning.model import RunReport
+from cleaner.planning.policy_file import PolicyFile
 
 
 def _utcnow() -> datetime:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from cleaner.model import RunReport
+from cleaner.planning.model import RunReport
 
 log = logging.getLogger(__name__)
 

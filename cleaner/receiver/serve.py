@@ -20,11 +20,11 @@ from pathlib import Path
 from aiohttp import web
 
 from cleaner.errors import ConfigError
-from cleaner.policy import load_policy_file
-from cleaner.receiver.app import Deps, drain, make_app
+from cleaner.logs import use_log_format
+from cleaner.planning.policy_file import load_policy_file
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
-from cleaner.receiver.logs import use_log_format
+from cleaner.receiver.http import Deps, drain, make_app
 from cleaner.receiver.metrics import Metrics
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import SchedulerSettings
@@ -123,7 +123,7 @@ async def run_serve(
     metrics = Metrics()
     from cleaner.engine import Engine
     from cleaner.kube import cluster_ports, resolve
-    from cleaner.registry import EcrRegistry
+    from cleaner.registries.ecr import EcrRegistry
 
     kube = resolve(policy.clusters, kubeconfig=args.kubeconfig, contexts=args.kube_context)
     async with (

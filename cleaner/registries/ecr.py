@@ -26,10 +26,10 @@ from botocore.exceptions import (
 )
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
+from cleaner.clients.ratelimit import AdaptiveLimiter, Limiter
+from cleaner.clients.retry import Backoff, retrying
 from cleaner.errors import ConfigError, RegistryError, RepositoryNotFoundError
-from cleaner.model import BATCH_LIMIT, DeleteFailure, DeleteResult, Image, Repository
-from cleaner.ratelimit import AdaptiveLimiter, Limiter
-from cleaner.retry import Backoff, retrying
+from cleaner.planning.model import BATCH_LIMIT, DeleteFailure, DeleteResult, Image, Repository
 
 log = logging.getLogger(__name__)
 

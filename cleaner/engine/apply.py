@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cleaner.errors import CleanerError
-from cleaner.graph import ArtifactGraph, deletion_waves
-from cleaner.model import (
+from cleaner.planning.graph import ArtifactGraph, deletion_waves
+from cleaner.planning.model import (
     BATCH_LIMIT,
     Decision,
     DeleteFailure,
@@ -28,9 +28,9 @@ from cleaner.model import (
     Repository,
     iso_utc,
 )
-from cleaner.references import InUse, in_use_protection
+from cleaner.planning.references import InUse, in_use_protection
 
-log = logging.getLogger("cleaner.engine")
+log = logging.getLogger(__name__)
 REFERENCED_BY_INDEX = "ImageReferencedByManifestList"
 AuditSink = Callable[[dict[str, Any]], None]
 

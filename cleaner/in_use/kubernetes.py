@@ -30,7 +30,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import OpenApiException
 
 from cleaner.errors import ClusterError
-from cleaner.references import InUse, Use, json_object, json_objects, workload_uses
+from cleaner.planning.references import InUse, Use, json_object, json_objects, workload_uses
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from cleaner.checks import choices, fail, mapping, positive_int, show
 from cleaner.errors import PolicyError
-from cleaner.lifecycle import parse_policy
-from cleaner.model import LifecyclePolicy
-from cleaner.protections import (
+from cleaner.planning.checks import choices, fail, mapping, positive_int, show
+from cleaner.planning.lifecycle import parse_policy
+from cleaner.planning.model import LifecyclePolicy
+from cleaner.planning.protections import (
     SEMVER_SCOPES,
     Protections,
     Safety,

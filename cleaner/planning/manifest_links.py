@@ -5,7 +5,7 @@
 - an OCI 1.1 manifest may name its `subject`;
 - a cosign tag `sha256-<hex>.sig|.att|.sbom` names the image it signs or describes.
 
-Pure: `cleaner.artifacts` feeds these facts to `cleaner.graph.build_graph`.
+Pure: `cleaner.engine.artifacts` feeds these facts to `cleaner.planning.graph.build_graph`.
 """
 
 from __future__ import annotations

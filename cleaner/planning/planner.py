@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from itertools import compress, count, repeat
 
-from cleaner.graph import ArtifactGraph, build_graph, gc_paused, resolve_ordered
-from cleaner.model import (
+from cleaner.planning.graph import ArtifactGraph, build_graph, gc_paused, resolve_ordered
+from cleaner.planning.model import (
     ActionType,
     CountType,
     Decision,
@@ -38,7 +38,7 @@ from cleaner.model import (
     Verdict,
     newest_first,
 )
-from cleaner.protections import (
+from cleaner.planning.protections import (
     NO_PROTECTIONS,
     NO_SAFETY,
     Protections,

@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from cleaner.model import iso_utc
 from cleaner.output import report_to_json
+from cleaner.planning.model import iso_utc
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import (
     Ignored,

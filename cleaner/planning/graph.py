@@ -1,9 +1,10 @@
 """The artifact graph of one repository: which images exist only for the sake of another.
 
-Pure: no I/O, no clock. `cleaner.artifacts` loads the inputs (the links that manifests and
-tags declare, read by `cleaner.manifest_links`); the planner ranks only the top-level images
-and `resolve_dependents` lets every other image follow its parents (ecr-facts.md sections 1.7
-and 5, issue 4):
+Pure: no I/O, no clock. `cleaner.engine.artifacts` loads the inputs (the links that manifests
+and tags declare, read by `manifest_links`); the planner ranks only the top-level images and
+`resolve_dependents` lets every other image follow its parents, the way the OCI image spec
+(image-index.md, and the `subject` field of manifest.md) and ECR's "Deleting an image" guide
+describe the links:
 
 - an index (OCI index or Docker manifest list) is the parent of every manifest it lists,
   buildx attestation manifests included;
@@ -28,8 +29,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import NamedTuple, cast
 
-from cleaner.manifest_links import ChildRef, Relation, cosign_parts
-from cleaner.model import Decision, Image, Verdict, newest_first
+from cleaner.planning.manifest_links import ChildRef, Relation, cosign_parts
+from cleaner.planning.model import Decision, Image, Verdict, newest_first
 
 
 class Edge(NamedTuple):

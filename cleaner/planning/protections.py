@@ -16,7 +16,7 @@ from typing import Literal
 
 import semver
 
-from cleaner.model import Decision, Image, Verdict
+from cleaner.planning.model import Decision, Image, Verdict
 
 SemverScope = Literal["none", "major", "minor"]
 SEMVER_SCOPES: tuple[SemverScope, ...] = ("none", "major", "minor")

@@ -1,6 +1,6 @@
 """Container image references, the set of images a cluster uses, and what that protects.
 
-Pure, like the planner: the Kubernetes adapter (`cleaner.cluster`) turns pod specs and
+Pure, like the planner: the Kubernetes adapter (`cleaner.in_use.kubernetes`) turns pod specs and
 statuses into an `InUse`; `in_use_protection` decides which images of one repository it keeps.
 The parsing follows Docker's reference grammar (github.com/distribution/reference) and its
 Docker Hub defaults, and is deliberately lenient where leniency only protects more.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from cleaner.model import Image, Repository
+from cleaner.planning.model import Image, Repository
 
 DOCKER_HUB = "docker.io"
 MAX_USERS_SHOWN = 3

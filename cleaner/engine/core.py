@@ -16,12 +16,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
-from cleaner.apply import REFERENCED_BY_INDEX, Applier, AuditSink, Outcome
-from cleaner.artifacts import ManifestCache, ManifestSource, load_graph
+from cleaner.engine.apply import REFERENCED_BY_INDEX, Applier, AuditSink, Outcome
+from cleaner.engine.artifacts import ManifestCache, ManifestSource, load_graph
 from cleaner.errors import CleanerError
-from cleaner.graph import ArtifactGraph
-from cleaner.lifecycle import parse_policy_text
-from cleaner.model import (
+from cleaner.planning.graph import ArtifactGraph
+from cleaner.planning.lifecycle import parse_policy_text
+from cleaner.planning.model import (
     Decision,
     DeleteResult,
     Image,
@@ -33,9 +33,9 @@ from cleaner.model import (
     Verdict,
     newest_first,
 )
-from cleaner.planner import plan_repository
-from cleaner.policy import PolicyFile
-from cleaner.references import InUse, in_use_protection
+from cleaner.planning.planner import plan_repository
+from cleaner.planning.policy_file import PolicyFile
+from cleaner.planning.references import InUse, in_use_protection
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ REFERENCED_REASON = "kept: the registry refused, an image index still references
 
 
 class Registry(ManifestSource, Protocol):
-    """What the engine needs from a registry; `cleaner.registry.EcrRegistry` provides it."""
+    """What the engine needs from a registry; `cleaner.registries.ecr.EcrRegistry` provides it."""
 
     async def list_repositories(self) -> list[Repository]: ...
 

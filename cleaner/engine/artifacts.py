@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Protocol
 
-from cleaner.graph import ArtifactGraph, build_graph
-from cleaner.manifest_links import ManifestFacts, manifest_facts
-from cleaner.model import Image
+from cleaner.planning.graph import ArtifactGraph, build_graph
+from cleaner.planning.manifest_links import ManifestFacts, manifest_facts
+from cleaner.planning.model import Image
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ IMAGE_CONFIG_TYPES = frozenset(
 
 
 class ManifestSource(Protocol):
-    """What the loader needs from a registry; `cleaner.registry.EcrRegistry` provides it."""
+    """What the loader needs from a registry; `cleaner.registries.ecr.EcrRegistry` provides it."""
 
     async def get_manifests(self, repository: str, digests: Sequence[str]) -> dict[str, str]:
         """Manifest text by digest; digests it cannot return are absent."""

@@ -23,9 +23,9 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from cleaner.cluster import call_json
 from cleaner.errors import CleanerError, ClusterError
-from cleaner.references import json_object
+from cleaner.in_use.kubernetes import call_json
+from cleaner.planning.references import json_object
 
 log = logging.getLogger(__name__)
 

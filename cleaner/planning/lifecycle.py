@@ -12,9 +12,9 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
-from cleaner.checks import choices, enum_value, fail, mapping, positive_int, show
 from cleaner.errors import PolicyError
-from cleaner.model import ActionType, CountType, LifecyclePolicy, Rule, TagStatus
+from cleaner.planning.checks import choices, enum_value, fail, mapping, positive_int, show
+from cleaner.planning.model import ActionType, CountType, LifecyclePolicy, Rule, TagStatus
 
 MAX_POLICY_CHARS = 30_720  # [QUOTAS]; botocore LifecyclePolicyText max 30720
 MAX_RULES = 50  # [QUOTAS]: "Rules per lifecycle policy: 50 (not adjustable)"

@@ -1,9 +1,9 @@
 """The receiver's in-use set, kept current by informer-style list + watch of every cluster.
 
-The sweep lists once per run (`cleaner.cluster.list_in_use`); a long-running receiver would
-list the whole cluster on every push, so it watches instead and reads a snapshot. A watch
-that fails makes the watcher unhealthy, and `snapshot()` then raises: a caller cannot prune
-blind by forgetting to check.
+The sweep lists once per run (`kubernetes.list_in_use`); a long-running receiver would list
+the whole cluster on every push, so it watches instead and reads a snapshot. A watch that
+fails makes the watcher unhealthy, and `snapshot()` then raises: a caller cannot prune blind
+by forgetting to check.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from cleaner.cluster import KINDS, ClusterImages, Kind, Objects, http_error, object_key
 from cleaner.errors import ClusterError
-from cleaner.references import InUse, json_object, workload_uses
+from cleaner.in_use.kubernetes import KINDS, ClusterImages, Kind, Objects, http_error, object_key
+from cleaner.planning.references import InUse, json_object, workload_uses
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Client factories and the call discipline around them: retries, pacing, error mapping."""

@@ -1,0 +1,1 @@
+"""Coordinators, each implementing `cleaner.ports.Coordinator`."""

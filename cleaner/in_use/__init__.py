@@ -1,0 +1,1 @@
+"""In-use sources, each implementing `cleaner.ports.InUseSource`, and the merged source."""

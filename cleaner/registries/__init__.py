@@ -1,0 +1,1 @@
+"""Registry adapters, each implementing `cleaner.ports.Registry`."""
