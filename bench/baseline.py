@@ -8,7 +8,7 @@ digests), in the sweep's order (parents first), so both do the same work.
 - Listing: ListImages without maxResults, as the CLI paginates by default: ECR then
   answers 100 ids a page.
 - Deleting: BatchDeleteImage with one imageId per call.
-- Retries: the project's retry loop (cleaner/retry.py), generous and never running dry, so
+- Retries: the project's retry loop (cleaner/clients/retry.py), generous and never running dry, so
   the baseline is not failed by throttling. No client-side rate control: the script had none.
 - It stops between two deletions once `budget_s` is spent; the caller scales the time by
   the ratio of deletions.
@@ -21,28 +21,22 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-
+from cleaner.clients.aws import is_transient, open_client
 from cleaner.clients.retry import Backoff, retrying
-from cleaner.registries.ecr import is_transient
 
 
 async def run_baseline(
     url: str, twins: Sequence[tuple[str, Sequence[str]]], budget_s: float
 ) -> dict[str, Any]:
     """Run the script's algorithm over `(repository, digests to delete)` pairs."""
-    config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
-    session = get_session()
     calls: Counter[str] = Counter()
     deleted = repositories = 0
-    async with session.create_client(
+    async with open_client(
         "ecr",
-        region_name="us-east-1",
+        region="us-east-1",
         endpoint_url=url,
-        config=config,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",  # noqa: S106 - the emulator checks no credentials
+        access_key="bench",
+        secret_key="bench",  # noqa: S106 - the emulator checks no credentials
     ) as client:
         started = time.perf_counter()
         deadline = started + budget_s

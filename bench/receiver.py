@@ -24,15 +24,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from cleaner import wiring
 from cleaner.emulator import RegistryStore, running
 from cleaner.emulator import manifests as mf
-from cleaner.engine import Engine
 from cleaner.planning.model import RunReport
 from cleaner.planning.policy_file import parse_policy_file
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.pruner import EnginePruner
-from cleaner.registries.ecr import EcrRegistry
+from cleaner.settings import EngineSettings
 
 KEEP = 20
 TIMEOUT_S = 30.0
@@ -110,33 +110,37 @@ async def run_receiver(
     old = seed_old(store, names, datetime.now(UTC))
     rules = [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType":
              "imageCountMoreThan", "countNumber": KEEP}, "action": {"type": "expire"}}]  # fmt: skip
-    policy = parse_policy_file({"repositories": [{"match": "recv/*", "rules": rules}]}, "bench")
-    async with (
-        running(store, latency_ms=latency_ms, throttle=throttle) as url,
-        EcrRegistry.connect(
-            endpoint_url=url,
-            region="us-east-1",
-            access_key="bench",
-            secret_key="bench",  # noqa: S106
-        ) as registry,
-    ):
-        pruner = CountingPruner(EnginePruner(Engine(registry), policy))
-        runner = web.AppRunner(make_app(Deps(pruner=pruner, auth=TokenAuth(None))))
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            before = sum(store.calls.values())
-            latencies, posted = await _burst(store, f"http://{host}:{port}", names, pushes, old)
-            calls = sum(store.calls.values()) - before
-        finally:
-            await runner.cleanup()  # drains the scheduler: every prune has ended
-    figures = _figures(latencies, posted, repositories, pruner.prunes, calls)
+    # No cluster in a benchmark: in-use protection off, whatever kubeconfig the machine has.
+    doc = {"repositories": [{"match": "recv/*", "rules": rules}], "protect": {"in_use": False}}
+    policy = parse_policy_file(doc, "bench")
+    async with running(store, latency_ms=latency_ms, throttle=throttle) as url:
+        settings = EngineSettings("bench", region="us-east-1", endpoint_url=url)
+        keys = wiring.Credentials("bench", "bench")  # the emulator checks no credentials
+        async with wiring.open_engine(settings, policy, "serve", credentials=keys) as engine:
+            figures = await _serve_burst(store, EnginePruner(engine, policy), names, pushes, old)
     # Planned: KEEP - pushes old images, plus 5 images per push.
     wrong = [n for n in names if len(store.repos[n].images) != KEEP + 4 * pushes]
     figures["wrong_state"] = len(wrong)
     return figures
+
+
+async def _serve_burst(
+    store: RegistryStore, engine_pruner: EnginePruner, names: list[str], pushes: int, old: Any
+) -> dict[str, Any]:
+    """The real receiver app over the engine, on a loopback socket, fed one burst."""
+    pruner = CountingPruner(engine_pruner)
+    runner = web.AppRunner(make_app(Deps(pruner=pruner, auth=TokenAuth(None))))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        before = sum(store.calls.values())
+        latencies, posted = await _burst(store, f"http://{host}:{port}", names, pushes, old)
+        calls = sum(store.calls.values()) - before
+    finally:
+        await runner.cleanup()  # drains the scheduler: every prune has ended
+    return _figures(latencies, posted, len(names), pruner.prunes, calls)
 
 
 async def _burst(

@@ -25,11 +25,12 @@ from typing import Any
 from bench.baseline import run_baseline
 from bench.emulator_proc import baseline_name, sweep_name
 from bench.synth import policy_doc
+from cleaner import wiring
 from cleaner.clients.ratelimit import AdaptiveLimiter
-from cleaner.engine import Engine, SweepRequest
+from cleaner.engine import SweepRequest
 from cleaner.planning.model import RunReport
 from cleaner.planning.policy_file import parse_policy_file
-from cleaner.registries.ecr import EcrRegistry
+from cleaner.settings import EngineSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 LIST_PAGE = 1000  # DescribeImages maxResults the registry adapter asks for
@@ -91,17 +92,16 @@ async def sweep_once(url: str, names: list[str], concurrency: int) -> tuple[RunR
     request = SweepRequest(
         policy, datetime.now(UTC), tuple(names), apply=True, concurrency=concurrency
     )
-    async with EcrRegistry.connect(
-        endpoint_url=url,
-        region="us-east-1",
-        access_key="bench",
-        secret_key="bench",  # noqa: S106 - the emulator checks no credentials
-        max_connections=concurrency,
-        limiter=AdaptiveLimiter(),
-    ) as registry:
+    settings = EngineSettings("bench", concurrency, region="us-east-1", endpoint_url=url)
+    async with wiring.open_engine(
+        settings, policy, "sweep", limiter=AdaptiveLimiter(), credentials=BENCH_KEYS
+    ) as engine:
         started = time.perf_counter()
-        report = await Engine(registry).run(request)
+        report = await engine.run(request)
         return report, time.perf_counter() - started
+
+
+BENCH_KEYS = wiring.Credentials("bench", "bench")  # the emulator checks no credentials
 
 
 def run_sweep(config: SweepConfig) -> dict[str, Any]:

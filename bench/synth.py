@@ -48,7 +48,8 @@ SWEEP_RULES = [
         "action": {"type": "expire"},
     },
 ]
-PROTECT = {"tags": ["prod"], "semver": {"keep": 3, "per": "none"}}
+# No cluster in a benchmark: in-use protection off, whatever kubeconfig the machine has.
+PROTECT = {"tags": ["prod"], "semver": {"keep": 3, "per": "none"}, "in_use": False}
 
 
 def policy_doc(pattern: str) -> dict[str, object]:

@@ -8,11 +8,14 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import TextIO
 
+from cleaner import wiring
 from cleaner.emulator import RegistryStore, running, seed_demo
-from cleaner.engine import SweepRequest, run
-from cleaner.output import format_bytes, render_text
-from cleaner.planning.policy_file import decode, parse_policy_file
-from cleaner.registries.ecr import EcrRegistry
+from cleaner.engine import Engine, SweepRequest
+from cleaner.output import render_text
+from cleaner.planning.policy_file import PolicyFile, decode, parse_policy_file
+from cleaner.planning.units import format_bytes
+from cleaner.ports import Registry
+from cleaner.settings import EngineSettings
 
 log = logging.getLogger(__name__)
 DEMO_ROWS = 12
@@ -24,37 +27,44 @@ class Census:
     size: int
 
 
-async def run_demo(out: TextIO) -> int:
+DEMO_KEYS = wiring.Credentials("demo", "demo")  # the emulator accepts any key
+
+
+async def run_demo(out: TextIO, *, concurrency: int = 10) -> int:
     now = datetime.now(UTC)
     store = RegistryStore()
     seed_demo(store, now)
     text = resources.files("cleaner").joinpath("data/demo-policy.yaml").read_text()
     policy = parse_policy_file(decode(text, "demo-policy.yaml"), "demo-policy.yaml")
-    async with (
-        running(store) as url,
-        EcrRegistry.connect(
-            region=store.region,
+    async with running(store) as url:
+        settings = EngineSettings(
+            policy_path="demo-policy.yaml", concurrency=concurrency, region=store.region,
             endpoint_url=url,
-            access_key="demo",
-            secret_key="demo",  # noqa: S106 - the emulator accepts any key
-        ) as registry,
-    ):
-        out.write(f"Local ECR emulator at {url}; policy:\n\n{text}\n")
-        before = await census(registry)
-        plan = await run(registry, SweepRequest(policy=policy, now=now))
-        shown = render_text(plan, now, max_rows=DEMO_ROWS)
-        out.write(f"== plan (dry run; first {DEMO_ROWS} images of each repository) ==\n{shown}\n")
-        report = await run(registry, SweepRequest(policy=policy, now=now, apply=True))
-        out.write("== sweep ==\n" + render_text(report, now).splitlines()[-1] + "\n\n")
-        after = await census(registry)
-    out.write(compare(before, after))
-    return 0 if report.ok else 1
+        )  # fmt: skip
+        async with wiring.open_engine(settings, policy, "sweep", credentials=DEMO_KEYS) as engine:
+            out.write(f"Local ECR emulator at {url}; policy:\n\n{text}\n")
+            report = await _plan_then_sweep(engine, policy, now, concurrency, out)
+    out.write(compare(*report[:2]))
+    return 0 if report[2] else 1
 
 
-async def census(registry: EcrRegistry) -> dict[str, Census]:
+async def _plan_then_sweep(
+    engine: Engine, policy: PolicyFile, now: datetime, concurrency: int, out: TextIO
+) -> tuple[dict[str, Census], dict[str, Census], bool]:
+    before = await census(engine.registry)
+    plan = await engine.run(SweepRequest(policy=policy, now=now, concurrency=concurrency))
+    shown = render_text(plan, now, max_rows=DEMO_ROWS)
+    out.write(f"== plan (dry run; first {DEMO_ROWS} images of each repository) ==\n{shown}\n")
+    request = SweepRequest(policy=policy, now=now, apply=True, concurrency=concurrency)
+    report = await engine.run(request)
+    out.write("== sweep ==\n" + render_text(report, now).splitlines()[-1] + "\n\n")
+    return before, await census(engine.registry), report.ok
+
+
+async def census(registry: Registry) -> dict[str, Census]:
     result = {}
-    for repo in await registry.list_repositories():
-        images = await registry.list_images(repo.name)
+    for repo in await registry.repositories():
+        images = await registry.images(repo)
         result[repo.name] = Census(len(images), sum(i.size for i in images))
     return result
 

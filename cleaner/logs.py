@@ -1,4 +1,8 @@
-"""One JSON object per log line, for log shippers; `--log-format text` keeps the CLI's lines."""
+"""Log lines on stderr: text for people, or one JSON object per line for log shippers.
+
+With `--log-format json` every `extra=` field of a record becomes a key, so a deletion's
+`audit` object reaches CloudWatch Logs or Loki whole, from the receiver and the sweep alike.
+"""
 
 from __future__ import annotations
 
@@ -39,11 +43,17 @@ def formatter_for(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+def configure_logging(level: str, log_format: str) -> None:
+    """Install the stderr handler at `level`, in `log_format` (the CLI does, once)."""
+    logging.basicConfig(level=level, stream=sys.stderr, format=TEXT_FORMAT)
+    use_log_format(log_format)
+
+
 def use_log_format(log_format: str, logger: logging.Logger | None = None) -> None:
     """Give the console handlers of `logger` (default: root) this format.
 
-    `cli.main` installs the stderr handler before any command runs; this only swaps its
-    formatter, so handlers that others installed (pytest's capture, say) stay as they are.
+    Only the formatter of a plain stderr/stdout handler is swapped, so handlers that others
+    installed (pytest's capture, say) stay as they are.
     """
     logger = logger or logging.getLogger()
     for handler in logger.handlers:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from cleaner.planning.model import Decision, RepositoryReport, RunReport, iso_utc
 from cleaner.planning.policy_file import PolicyFile
-from cleaner.planning.protections import Protections, format_duration
+from cleaner.planning.protections import Protections
+from cleaner.planning.units import format_bytes, format_duration
 
 
 def report_to_json(report: RunReport) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def _row(decision: Decision, now: datetime) -> tuple[str, ...]:
         decision.verdict.value,
         image.digest.removeprefix("sha256:")[:12],
         tags,
-        format_age(now - image.pushed_at),
+        format_duration(now - image.pushed_at, units=1),
         format_bytes(image.size),
         decision.reason,
     )
@@ -113,23 +114,6 @@ def summary(report: RunReport) -> str:
     return f"{text}, {outcome}, {errors} repository errors"
 
 
-def format_age(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if abs(seconds) >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def format_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 def describe_policy(policy: PolicyFile) -> str:
     """The summary `ecr-cleaner validate` prints for a valid file."""
     lines = [f"{policy.source}: valid", "repositories (first match wins):"]
@@ -143,10 +127,9 @@ def describe_policy(policy: PolicyFile) -> str:
     if not any("*" in entry.match for entry in policy.entries):
         lines.append("  anything else: left alone")
     lines.append("protect: " + "; ".join(_protections(policy.protect)))
-    clusters = policy.clusters
-    contexts = ", ".join(clusters.contexts) or "the current one"
-    lines.append(f"kubernetes: in_use {clusters.in_use}, contexts {contexts}")
-    namespace = clusters.lease_namespace or "the pod's namespace in a cluster, off outside"
+    contexts = ", ".join(policy.kubernetes.contexts) or "the current one"
+    lines.append(f"kubernetes: in_use {policy.in_use}, contexts {contexts}")
+    namespace = policy.coordination.namespace or "the pod's namespace in a cluster, off outside"
     lines.append(f"coordination: Leases in {namespace}")
     limit = policy.safety.max_deletions
     lines.append(
@@ -164,9 +147,9 @@ def _protections(protect: Protections) -> list[str]:
         parts.append("tag_regex " + ", ".join(r.pattern for r in protect.tag_regex))
     if protect.semver:
         parts.append(f"semver top {protect.semver.keep} per {protect.semver.per}")
-    parts.append(f"newer_than {format_duration(protect.newer_than)}")
+    parts.append(f"newer_than {format_duration(protect.newer_than, units=1)}")
     window = protect.pulled_within
-    parts.append(f"pulled_within {format_duration(window) if window else 'off'}")
+    parts.append(f"pulled_within {format_duration(window, units=1) if window else 'off'}")
     return parts
 
 

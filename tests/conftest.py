@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from tests.backends import REGION, Backend, EmulatorBackend, MotoBackend
+from tests.support.backends import REGION, Backend, EmulatorBackend, MotoBackend
 
 # `make test` (and so CI) replays the same generated examples on every run: a red build is
 # then the change's doing, not a new roll of the dice. `make fuzz` explores fresh examples
@@ -42,7 +41,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "JOB_COMPLETION_INDEX"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(
-        "cleaner.in_use.kubernetes.DEFAULT_KUBECONFIG", str(tmp_path / "no-kubeconfig")
+        "cleaner.clients.kubernetes.DEFAULT_KUBECONFIG", str(tmp_path / "no-kubeconfig")
     )
 
 
@@ -100,12 +99,3 @@ async def backend(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterato
     store = RegistryStore()
     async with running(store) as url:
         yield EmulatorBackend(store, url)
-
-
-async def run_cli(*argv: str) -> tuple[int, str]:
-    """Run one CLI command in this event loop; returns (exit code, stdout)."""
-    from cleaner.cli import build_parser, dispatch
-
-    out = io.StringIO()
-    code = await dispatch(build_parser().parse_args(list(argv)), out)
-    return code, out.getvalue()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from cleaner.clients.aws import is_unsupported
 from cleaner.emulator import (
     attestation_descriptor,
     attestation_manifest,
@@ -22,11 +22,13 @@ from cleaner.emulator import (
     make_manifest,
     referrer_manifest,
 )
-from cleaner.engine.artifacts import ManifestCache, ManifestSource, load_graph, needs_manifest
+from cleaner.engine.artifacts import ManifestCache, load_graph, needs_manifest
 from cleaner.planning.manifest_links import ManifestFacts, Relation
-from cleaner.planning.model import Image
+from cleaner.planning.model import Image, Repository
+from cleaner.ports import Registry
 from cleaner.registries.ecr import EcrRegistry
-from tests.backends import Backend, EmulatorBackend, MotoBackend
+from tests.support.backends import Backend, EmulatorBackend, MotoBackend
+from tests.support.fakes import FakeRegistry
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -67,7 +69,7 @@ async def test_get_manifests_returns_index_texts(backend: Backend) -> None:
     pushed = [push(backend, "app", t, tag=tag) for t, tag in ((a, None), (oci, "o"), (docker, "d"))]
     absent = "sha256:" + "0" * 64
     async with EcrRegistry.connect(endpoint_url=backend.endpoint_url) as registry:
-        got = await registry.get_manifests("app", [*pushed[1:], absent])
+        got = await registry.manifests(Repository("app"), [*pushed[1:], absent])
     assert got == {digest_of(oci): oci, digest_of(docker): docker}
 
 
@@ -75,7 +77,7 @@ async def test_get_manifests_reads_100_per_call(emulator: EmulatorBackend) -> No
     emulator.create_repository("many")
     digests = [push(emulator, "many", make_manifest(i)) for i in range(150)]
     async with EcrRegistry.connect(endpoint_url=emulator.endpoint_url) as registry:
-        got = await registry.get_manifests("many", digests)
+        got = await registry.manifests(Repository("many"), digests)
     assert set(got) == set(digests)
     assert emulator.store.calls["BatchGetImage"] == 2
 
@@ -86,8 +88,8 @@ async def test_list_referrers_follows_every_page(emulator: EmulatorBackend) -> N
     push(emulator, "app", subject)
     sboms = [push(emulator, "app", referrer_manifest(subject, seed=i)) for i in range(60)]
     async with EcrRegistry.connect(endpoint_url=emulator.endpoint_url) as registry:
-        assert await registry.list_referrers("app", digest_of(subject)) == sboms
-        assert await registry.list_referrers("app", sboms[0]) == []
+        assert await registry.referrers(Repository("app"), digest_of(subject)) == sboms
+        assert await registry.referrers(Repository("app"), sboms[0]) == []
     assert emulator.store.calls["ListImageReferrers"] == 3  # 50 + 10, then the empty one
 
 
@@ -98,7 +100,7 @@ async def test_list_referrers_is_none_on_moto_without_retrying(
     digest = push(moto, "app", make_manifest("x"))
     caplog.set_level(logging.DEBUG, logger="cleaner.clients.retry")
     async with EcrRegistry.connect(endpoint_url=moto.endpoint_url) as registry:
-        assert await registry.list_referrers("app", digest) is None
+        assert await registry.referrers(Repository("app"), digest) is None
     assert not [r for r in caplog.records if "retry" in r.getMessage()]
 
 
@@ -120,7 +122,7 @@ def client_error(code: str, status: int) -> ClientError:
     ],
 )
 def test_what_counts_as_an_unsupported_operation(error: Exception, unsupported: bool) -> None:
-    assert EcrRegistry.is_unsupported(error) is unsupported
+    assert is_unsupported(error) is unsupported
 
 
 # -- the loader against both servers ----------------------------------------------------------
@@ -129,8 +131,8 @@ def test_what_counts_as_an_unsupported_operation(error: Exception, unsupported: 
 async def test_load_graph_links_every_kind_of_artifact(backend: Backend) -> None:
     digests = seed_artifacts(backend, "app")
     async with EcrRegistry.connect(endpoint_url=backend.endpoint_url) as registry:
-        images = await registry.list_images("app")
-        graph = await load_graph(registry, "app", images, ManifestCache())
+        images = await registry.images(Repository("app"))
+        graph = await load_graph(registry, Repository("app"), images, ManifestCache())
     assert graph.parents(digests["a"]) == {digests["idx"], digests["list"]}
     assert graph.parents(digests["b"]) == {digests["idx"]}
     assert graph.relation(digests["att"]) is Relation.ATTESTATION
@@ -146,13 +148,13 @@ async def test_load_graph_reads_only_indexes_and_caches_them(emulator: EmulatorB
     digests = seed_artifacts(emulator, "app")
     cache = ManifestCache()
     async with EcrRegistry.connect(endpoint_url=emulator.endpoint_url) as registry:
-        images = await registry.list_images("app")
+        images = await registry.images(Repository("app"))
         source = Recording(registry)
-        await load_graph(source, "app", images, cache)
+        await load_graph(source, Repository("app"), images, cache)
         assert source.read == {digests["idx"], digests["list"]}  # the SBOM's subject is listed
         assert source.referrer_calls == 0
         before = emulator.store.calls["BatchGetImage"]
-        again = await load_graph(source, "app", images, cache)
+        again = await load_graph(source, Repository("app"), images, cache)
     assert emulator.store.calls["BatchGetImage"] == before
     assert again.parents(digests["a"]) == {digests["idx"], digests["list"]}
 
@@ -173,58 +175,54 @@ def test_what_the_loader_reads() -> None:
 # -- the loader with fakes ------------------------------------------------------------------
 
 
-class Recording:
-    """A ManifestSource wrapper that notes what was asked."""
+class Recording(EcrRegistry):
+    """The real adapter, noting what the loader asked of it."""
 
-    def __init__(self, inner: ManifestSource) -> None:
-        self.inner = inner
+    def __init__(self, inner: EcrRegistry) -> None:
+        self.__dict__.update(inner.__dict__)
         self.read: set[str] = set()
         self.referrer_calls = 0
 
-    async def get_manifests(self, repository: str, digests: Sequence[str]) -> dict[str, str]:
+    async def manifests(self, repository: Repository, digests: Sequence[str]) -> dict[str, str]:
         self.read.update(digests)
-        return await self.inner.get_manifests(repository, digests)
+        return await super().manifests(repository, digests)
 
-    async def list_referrers(self, repository: str, digest: str) -> list[str] | None:
+    async def referrers(self, repository: Repository, digest: str) -> list[str] | None:
         self.referrer_calls += 1
-        return await self.inner.list_referrers(repository, digest)
+        return await super().referrers(repository, digest)
 
 
-class FakeSource:
+class FakeSource(FakeRegistry):
     """Manifests by digest (others unreadable); referrers by subject (None: no such API)."""
 
-    def __init__(
-        self, manifests: dict[str, str], referrers: dict[str, list[str]] | None = None
-    ) -> None:
-        self.manifests, self.referrers = manifests, referrers
-        self.chunks: list[int] = []
-        self.in_flight = self.most_in_flight = self.referrer_calls = 0
+    def __init__(self, texts: dict[str, str], subjects: dict[str, list[str]] | None = None) -> None:
+        super().__init__({})
+        self.texts, self.subjects = texts, subjects
+        self.asked: list[int] = []
+        self.referrer_calls = 0
 
-    async def get_manifests(self, repository: str, digests: Sequence[str]) -> dict[str, str]:
-        self.chunks.append(len(digests))
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        await asyncio.sleep(0.001)
-        self.in_flight -= 1
-        return {d: self.manifests[d] for d in digests if d in self.manifests}
+    async def manifests(self, repository: Repository, digests: Sequence[str]) -> dict[str, str]:
+        self.asked.append(len(digests))
+        return {d: self.texts[d] for d in digests if d in self.texts}
 
-    async def list_referrers(self, repository: str, digest: str) -> list[str] | None:
+    async def referrers(self, repository: Repository, digest: str) -> list[str] | None:
         self.referrer_calls += 1
-        return None if self.referrers is None else self.referrers.get(digest, [])
+        return None if self.subjects is None else self.subjects.get(digest, [])
 
 
 def oci_image(text: str, hours: float = 0, media_type: str = OCI_MANIFEST) -> Image:
     return Image(digest_of(text), (), NOW - timedelta(hours=hours), 0, media_type)
 
 
-async def test_many_indexes_are_read_in_bounded_chunks() -> None:
+async def test_every_index_is_asked_for_in_one_request_to_the_port() -> None:
+    """Batching is the adapter's: ECR reads 100 a call (tests/test_registry.py)."""
     children = [make_manifest(i) for i in range(1000)]
     indexes = [index_manifest([descriptor(c)], oci=True) for c in children]
     images = [oci_image(t, media_type="application/vnd.oci.image.index.v1+json") for t in indexes]
     images += [oci_image(c, media_type="") for c in children]
     source = FakeSource({digest_of(t): t for t in indexes})
-    graph = await load_graph(source, "app", images, ManifestCache(), concurrency=3)
-    assert sorted(source.chunks) == [100] * 10 and source.most_in_flight == 3
+    graph = await load_graph(source, Repository("app"), images, ManifestCache())
+    assert source.asked == [1000]
     assert len(graph.top_level(images)) == 1000
 
 
@@ -233,7 +231,7 @@ async def test_an_unreadable_candidate_is_found_through_list_image_referrers() -
     sbom = referrer_manifest(subject)
     images = [oci_image(subject, 1, DOCKER), oci_image(other, 2, DOCKER), oci_image(sbom)]
     source = FakeSource({}, {digest_of(subject): [digest_of(sbom)]})
-    graph = await load_graph(source, "app", images, ManifestCache())
+    graph = await load_graph(source, Repository("app"), images, ManifestCache())
     assert graph.parents(digest_of(sbom)) == {digest_of(subject)}
     assert source.referrer_calls == 1  # newest first; stops once every candidate is found
 
@@ -243,10 +241,10 @@ async def test_without_list_image_referrers_the_loader_degrades_quietly() -> Non
     sbom = referrer_manifest(subject)
     images = [oci_image(subject, 1, DOCKER), oci_image(other, 2, DOCKER), oci_image(sbom)]
     source = FakeSource({})
-    graph = await load_graph(source, "app", images, ManifestCache())
+    graph = await load_graph(source, Repository("app"), images, ManifestCache())
     assert graph.top_level(images) == images and source.referrer_calls == 1
     source.referrer_calls = 0
-    await load_graph(source, "app", images, ManifestCache(), referrer_probes=0)
+    await load_graph(source, Repository("app"), images, ManifestCache(), referrer_probes=0)
     assert source.referrer_calls == 0
 
 
@@ -269,10 +267,12 @@ async def test_a_small_cache_still_serves_a_large_repository() -> None:
     images = [oci_image(t, media_type=list_type) for t in indexes]
     images += [oci_image(k, media_type="") for k in kids]
     cache = ManifestCache(max_entries=2)
-    graph = await load_graph(FakeSource({digest_of(t): t for t in indexes}), "r", images, cache)
+    graph = await load_graph(
+        FakeSource({digest_of(t): t for t in indexes}), Repository("r"), images, cache
+    )
     assert len(graph.top_level(images)) == 5 and len(cache) == 2
 
 
-def test_the_adapter_is_a_manifest_source() -> None:
-    source: ManifestSource = EcrRegistry(client=None)  # checked by mypy, not at run time
-    assert source is not None
+def test_the_adapter_implements_the_registry_port() -> None:
+    registry: Registry = EcrRegistry(client=None)  # checked by mypy, not at run time
+    assert registry.batch_limit == 100

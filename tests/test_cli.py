@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.aws_examples import EXAMPLES
-from tests.backends import Backend, EmulatorBackend, MotoBackend
-from tests.conftest import run_cli
+from tests.support.aws_examples import EXAMPLES
+from tests.support.backends import Backend, EmulatorBackend, MotoBackend
+from tests.support.cli import run_cli
 
 
 def keep_policy(tmp_path: Path, count: int) -> str:
@@ -206,17 +206,17 @@ def test_missing_policy_file_exits_2(tmp_path: Path) -> None:
 
 def test_bad_usage_exits_2() -> None:
     done = run_process("sweep", "--concurrency", "0", "--policy", "x")
-    assert done.returncode == 2 and "positive integer" in done.stderr
+    assert done.returncode == 2 and "--concurrency='0': expected a whole number >= 1" in done.stderr
 
 
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
         (["--shards", "4"], {}, "JOB_COMPLETION_INDEX"),
-        (["--shard", "3/3"], {}, "bad shard '3/3'"),
-        (["--shard", "x"], {}, "bad shard 'x'"),
+        (["--shard", "3/3"], {}, "--shard='3/3': expected I/N"),
+        (["--shard", "x"], {}, "--shard='x': expected I/N"),
         (["--shard", "0/2", "app"], {}, "do not also name repositories"),
-        (["--shards", "2"], {"JOB_COMPLETION_INDEX": "2"}, "bad shard '2/2'"),
+        (["--shards", "2"], {"JOB_COMPLETION_INDEX": "2"}, "JOB_COMPLETION_INDEX='2'"),
     ],
 )
 def test_bad_shard_settings_exit_2(

@@ -1,9 +1,5 @@
-"""The Kubernetes adapter against kmock's emulator, through the real kubernetes-asyncio client.
-
-`Apiserver` adds two things kmock 0.8's emulator lacks, both server-side: it honours `limit` and
-`continue` (the emulator returns every object in one page), and it recognises `watch=True`
-(kubernetes-asyncio sends `True`; kmock only recognises `watch=true`, the API server takes both).
-"""
+"""The Kubernetes in-use adapter against kmock's emulator, through the real kubernetes-asyncio
+client (`tests.support.kube.Apiserver`)."""
 
 from __future__ import annotations
 
@@ -18,67 +14,29 @@ from typing import Any
 
 import aiohttp
 import aiohttp.web
-import attrs
 import kmock
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from cleaner.clients.kubernetes import KubeTarget
 from cleaner.errors import ClusterError
-from cleaner.in_use.kubernetes import ClusterImages, Kind, KubeTarget, Objects, connect, list_in_use
+from cleaner.in_use.cluster import ClusterImages, connect, list_in_use
 from cleaner.in_use.watcher import InUseWatcher
+from cleaner.in_use.workloads import Kind, Objects
 from cleaner.planning.model import Image, Repository
 from cleaner.planning.references import in_use_protection
+from cleaner.registries.ecr import ecr_matches
+from tests.support.kube import RESOURCES, Apiserver, containers, digest, meta, template
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 REPO = Repository("team/app", f"{ECR}/team/app", "123456789012")
-RESOURCES = (
-    "v1/pods",
-    "apps/v1/deployments",
-    "apps/v1/replicasets",
-    "apps/v1/statefulsets",
-    "apps/v1/daemonsets",
-    "batch/v1/jobs",
-    "batch/v1/cronjobs",
-)
 DOWN = "http://127.0.0.1:9"  # the discard port: nothing listens there
 GONE = {
     "type": "ERROR",
     "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
                "reason": "Expired", "message": "too old resource version"},
 }  # fmt: skip
-
-
-def digest(n: int) -> str:
-    return f"sha256:{n:064x}"
-
-
-@attrs.define(kw_only=True)
-class Apiserver(kmock.KubernetesEmulator):
-    """kmock's emulator, plus paged lists and kubernetes-asyncio's spelling of watch."""
-
-    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        if request.action is kmock.action.LIST and request.params.get("watch") == "True":
-            watch = attrs.evolve(request, action=kmock.action.WATCH)
-            self._requests[self._requests.index(request)] = watch  # reactions look it up
-            request = watch
-        return await super()._handle(request)
-
-    async def _serve_list(self, request: kmock.Request) -> Any:
-        result = await super()._serve_list(request)
-        items, limit = result["items"], int(request.params.get("limit") or len(result["items"]))
-        start = int(request.params.get("continue") or 0)
-        if start + limit < len(items):
-            result["metadata"]["continue"] = str(start + limit)
-        result["items"] = items[start : start + limit]
-        return result
-
-    def lists(self, plural: str) -> list[kmock.Request]:
-        return [
-            r
-            for r in self._requests
-            if r.action is kmock.action.LIST and r.resource and r.resource.plural == plural
-        ]
 
 
 @pytest.fixture
@@ -93,21 +51,6 @@ async def server() -> AsyncIterator[tuple[Apiserver, str]]:
 async def api(server: tuple[Apiserver, str]) -> AsyncIterator[client.ApiClient]:
     async with client.ApiClient(client.Configuration(host=server[1])) as api_client:
         yield api_client
-
-
-def containers(*images: str) -> dict[str, Any]:
-    return {"containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]}
-
-
-def meta(name: str, namespace: str = "prod") -> dict[str, Any]:
-    return {"name": name, "namespace": namespace}
-
-
-def template(image: str, **spec: Any) -> dict[str, Any]:
-    """A workload spec with the fields the client's models insist on."""
-    labels = {"app": "x"}
-    pods = {"metadata": {"labels": labels}, "spec": containers(image)}
-    return {"selector": {"matchLabels": labels}, "template": pods, **spec}
 
 
 async def create_pod(api: client.ApiClient, name: str, image: str, **status: Any) -> None:
@@ -157,7 +100,7 @@ async def test_what_the_cluster_runs_or_will_run_is_kept(api: client.ApiClient) 
 
     in_use = await ClusterImages(api, "kmock").list_in_use()
 
-    assert in_use_protection(REPO, images, in_use) == {
+    assert in_use_protection(REPO, images, in_use, ecr_matches) == {
         running: "in use: prod/Pod/api-7d9-x (running)",
         moved_to: "in use: prod/Pod/api-7d9-x (running)",
         pinned: "in use: prod/Deployment/batch (scaled to 0)",

@@ -27,13 +27,14 @@ import pytest
 import yaml
 
 from cleaner import __version__
-from cleaner.cli import build_parser
-from cleaner.in_use.kubernetes import KINDS
+from cleaner.errors import ConfigError
+from cleaner.in_use.workloads import KINDS
 from cleaner.planning.policy_file import decode, parse_policy_file
 from cleaner.receiver.auth import API_KEY_HEADER
 from cleaner.receiver.http import PUBLIC_PATHS
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.serve import HANDLER_SHUTDOWN_S
+from cleaner.settings import Settings, build_parser, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -47,11 +48,13 @@ K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 SEED_SCHEDULE = "10 6 */3 * *"  # the CronJob this project replaces: every third day, 06:10
 WORKLOAD_KINDS = ("Deployment", "CronJob")
 
-# ECR operations whose IAM permission is not `ecr:<Operation>`. ListImageReferrers has no
+# Operations whose IAM permission is not `<service>:<Operation>`. ListImageReferrers has no
 # action of its own: its API reference says the caller "must have the ecr:BatchGetImage
 # permission", and the service authorization reference lists no ecr:ListImageReferrers.
-PERMISSION_OF = {"ListImageReferrers": "ecr:BatchGetImage"}
-ECR_CALL = re.compile(r"""_call(?:_optional)?\(\s*["']([A-Z][A-Za-z]+)["']""")
+PERMISSION_OF = {"ecr:ListImageReferrers": "ecr:BatchGetImage"}
+CLIENT_FACTORY = "cleaner/clients/aws.py"
+OPENS_CLIENT = re.compile(r"""open_client\(\s*["']([a-z0-9-]+)["']""")
+AWS_CALL = re.compile(r"""\.(?:call|call_optional|pages)\(\s*["']([A-Z][A-Za-z]+)["']""")
 KUBE_API_GROUP = {"CoreV1Api": "", "AppsV1Api": "apps", "BatchV1Api": "batch"}
 
 
@@ -162,11 +165,7 @@ def template() -> dict[str, Any]:
 
 
 @pytest.fixture
-def parser(monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
-    """The CLI parser with no CLEANER_* variables, so defaults are the code's own."""
-    for name in list(os.environ):
-        if name.startswith("CLEANER_"):
-            monkeypatch.delenv(name)
+def parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
@@ -175,11 +174,18 @@ def subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
     return subparsers.choices[name]  # type: ignore[no-any-return]
 
 
-def parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespace:
+# What the pods' environment gives the CLI: an Indexed Job's index, and no CLEANER_* variable,
+# so that defaults are the code's own.
+POD_ENV = {"JOB_COMPLETION_INDEX": "0"}
+
+
+def parse(args: list[str]) -> Settings:
     try:
-        return parser.parse_args(args)
+        return parse_args(args, environ=POD_ENV)
     except SystemExit:
         pytest.fail(f"the CLI rejects the manifest's args {args} (argparse error above)")
+    except ConfigError as error:
+        pytest.fail(f"the CLI rejects the manifest's args {args}: {error}")
 
 
 # --- the manifests are valid Kubernetes --------------------------------------------------------
@@ -287,17 +293,16 @@ def test_every_flag_in_the_manifests_exists_in_the_cli(parser: argparse.Argument
         flags = [a.split("=", 1)[0] for a in args[1:] if a.startswith("--")]
         unknown = [flag for flag in flags if flag not in options]
         assert not unknown, f"{workload['kind']}: `ecr-cleaner {args[0]}` has no {unknown}"
-        parse(parser, args)
+        parse(args)
         assert "command" not in container, "the image's ENTRYPOINT is ecr-cleaner; set args only"
 
 
-def test_the_receiver_listens_where_the_probes_and_the_service_look(
-    parser: argparse.ArgumentParser,
-) -> None:
+def test_the_receiver_listens_where_the_probes_and_the_service_look() -> None:
     container = the_container("Deployment")
-    args = parse(parser, container["args"])
+    serve = parse(container["args"]).serve
+    assert serve is not None
     (port,) = container["ports"]
-    assert port["containerPort"] == args.port
+    assert port["containerPort"] == serve.port
     paths = openapi_document()["paths"]
     probes = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
     for probe, path in probes.items():
@@ -313,10 +318,11 @@ def test_the_receiver_listens_where_the_probes_and_the_service_look(
     assert opened == [port["name"]] or opened == [port["containerPort"]]
 
 
-def test_termination_grace_outlasts_the_receivers_drain(parser: argparse.ArgumentParser) -> None:
-    args = parse(parser, the_container("Deployment")["args"])
+def test_termination_grace_outlasts_the_receivers_drain() -> None:
+    serve = parse(the_container("Deployment")["args"]).serve
+    assert serve is not None
     grace = pod_spec(one("Deployment"))["terminationGracePeriodSeconds"]
-    assert grace > args.drain_timeout + HANDLER_SHUTDOWN_S
+    assert grace > serve.drain_timeout_s + HANDLER_SHUTDOWN_S
 
 
 # --- the sweep: the seed's schedule, sharded, dry run by default -------------------------------
@@ -329,53 +335,57 @@ def test_the_sweep_keeps_the_seed_schedule_and_policies() -> None:
     assert pod_spec(cron)["restartPolicy"] == "OnFailure"
 
 
-def test_the_sweep_is_an_indexed_job_with_one_shard_per_pod(
-    parser: argparse.ArgumentParser,
-) -> None:
+def test_the_sweep_is_an_indexed_job_with_one_shard_per_pod() -> None:
     job = one("CronJob")["spec"]["jobTemplate"]["spec"]
-    args = parse(parser, the_container("CronJob")["args"])
+    args = the_container("CronJob")["args"]
+    run = parse(args).run
     assert job["completionMode"] == "Indexed"
-    assert job["completions"] == job["parallelism"] == args.shards, (
+    assert run is not None and run.shard is not None
+    assert job["completions"] == job["parallelism"] == run.shard.count, (
         "completions, parallelism and --shards must be the same N"
     )
-    assert args.shard is None, "--shard I/N pins one shard; the Indexed Job sets the index"
+    assert "--shard" not in args, "--shard I/N pins one shard; the Indexed Job sets the index"
 
 
-def test_the_sweep_ships_in_dry_run(parser: argparse.ArgumentParser) -> None:
+def test_the_sweep_ships_in_dry_run() -> None:
     args = the_container("CronJob")["args"]
     assert args[1] == "--dry-run", "README's overlay removes args[1]; keep --dry-run there"
-    assert parse(parser, args).dry_run is True
+    run = parse(args).run
+    assert run is not None and run.apply is False
+
+
+def test_the_sweep_logs_json_so_each_deletion_keeps_its_audit_object() -> None:
+    settings = parse(the_container("CronJob")["args"])
+    assert settings.log.format == "json"
 
 
 # --- policy, token, RBAC -----------------------------------------------------------------------
 
 
-def test_the_policy_configmap_is_a_valid_policy_file_where_the_pods_read_it(
-    parser: argparse.ArgumentParser,
-) -> None:
+def test_the_policy_configmap_is_a_valid_policy_file_where_the_pods_read_it() -> None:
     path = generated_policy_file()
     policy = parse_policy_file(decode(path.read_text(encoding="utf-8"), path.name), path.name)
     # The Role grants Leases in the kustomization's namespace only.
-    assert policy.clusters.lease_namespace == kustomization()["namespace"]
+    assert policy.coordination.namespace == kustomization()["namespace"]
     for workload, container in containers():
-        args = parse(parser, container["args"])
+        engine = parse(container["args"]).engine
+        assert engine is not None
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         volume = next(v for v in pod_spec(workload)["volumes"] if "configMap" in v)
-        assert args.policy == f"{mounts[volume['name']]}/{path.name}", workload["kind"]
+        assert engine.policy_path == f"{mounts[volume['name']]}/{path.name}", workload["kind"]
 
 
-def test_the_token_comes_from_a_secret_the_operator_creates(
-    parser: argparse.ArgumentParser,
-) -> None:
+def test_the_token_comes_from_a_secret_the_operator_creates() -> None:
     assert not objects("Secret"), "never commit the token; the operator creates the Secret"
     deployment = one("Deployment")
     container = the_container("Deployment")
-    args = parse(parser, container["args"])
+    serve = parse(container["args"]).serve
+    assert serve is not None
     (volume,) = (v for v in pod_spec(deployment)["volumes"] if "secret" in v)
     assert volume["secret"]["secretName"] == "ecr-cleaner-token"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     # `kubectl create secret generic ecr-cleaner-token --from-literal=token=...` makes key "token".
-    assert args.token_file == f"{mounts[volume['name']]}/token"
+    assert serve.token_file == f"{mounts[volume['name']]}/token"
     assert not any(e.get("name") == "CLEANER_TOKEN" for e in container.get("env", []))
 
 
@@ -476,21 +486,27 @@ def client_sources() -> list[Path]:
     return [p for p in (ROOT / "cleaner").rglob("*.py") if "emulator" not in p.parts]
 
 
-def ecr_operations_called() -> set[str]:
-    """Every ECR operation the client code calls through EcrRegistry._call/_call_optional."""
+def aws_operations_called() -> set[str]:
+    """`service:Operation` for every call the callers of the client factory make: each
+    module that opens a client for a service calls that service's operations by name."""
     found = set()
     for path in client_sources():
-        found |= set(ECR_CALL.findall(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        for service in set(OPENS_CLIENT.findall(text)):
+            found |= {f"{service}:{op}" for op in AWS_CALL.findall(text)}
     return found
 
 
-def test_the_scan_sees_every_ecr_call() -> None:
-    """One module makes the ECR client, and each of its calls names the operation literally."""
+def test_one_module_makes_aws_clients_and_every_call_names_its_operation() -> None:
     makers = [p for p in client_sources() if "create_client(" in p.read_text(encoding="utf-8")]
-    assert [p.relative_to(ROOT).as_posix() for p in makers] == ["cleaner/registries/ecr.py"]
-    text = makers[0].read_text(encoding="utf-8")
-    sites = re.findall(r"\._call(?:_optional)?\(\s*([^,)]*)", text)
-    assert sites and all(re.fullmatch(r'"[A-Z][A-Za-z]+"', s) for s in sites), sites
+    assert [p.relative_to(ROOT).as_posix() for p in makers] == [CLIENT_FACTORY]
+    for path in client_sources():
+        text = path.read_text(encoding="utf-8")
+        if not OPENS_CLIENT.search(text):
+            continue
+        sites = re.findall(r"\.(?:call|call_optional|pages)\(\s*([^,)]*)", text)
+        assert sites and all(re.fullmatch(r'"[A-Z][A-Za-z]+"', s) for s in sites), (path, sites)
+    assert "ecr:BatchDeleteImage" in aws_operations_called()
 
 
 def policy_statements() -> list[dict[str, Any]]:
@@ -501,17 +517,18 @@ def as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def test_the_iam_policy_allows_exactly_the_ecr_calls_the_code_makes() -> None:
-    operations = ecr_operations_called()
-    assert {"DescribeRepositories", "DescribeImages", "BatchDeleteImage"} <= operations
-    needed = {PERMISSION_OF.get(op, f"ecr:{op}") for op in operations}
+def test_the_iam_policy_allows_exactly_the_aws_calls_the_code_makes() -> None:
+    operations = aws_operations_called()
+    assert {"ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:BatchDeleteImage"} <= operations
+    needed = {PERMISSION_OF.get(op, op) for op in operations}
     allowed = set()
     for statement in policy_statements():
         assert statement["Effect"] == "Allow" and "NotAction" not in statement
         actions = as_list(statement["Action"])
         assert not any("*" in action for action in actions), "no wildcard actions"
         for resource in as_list(statement["Resource"]):
-            assert re.fullmatch(r"arn:aws:ecr:[^:]+:\d{12}:repository/.+", resource), resource
+            if all(a.startswith("ecr:") for a in actions):
+                assert re.fullmatch(r"arn:aws:ecr:[^:]+:\d{12}:repository/.+", resource), resource
         allowed |= set(actions)
     assert allowed == needed, f"missing {needed - allowed}, unused {allowed - needed}"
 
@@ -521,14 +538,19 @@ def test_every_iam_action_is_a_real_one() -> None:
     package = importlib.util.find_spec("cfnlint")  # located, not imported: that takes seconds
     assert package is not None and package.origin is not None, "cfn-lint is a dev dependency"
     spec = Path(package.origin).parent / "data" / "AdditionalSpecs" / "Policies.json"
-    known = json.loads(spec.read_text(encoding="utf-8"))["ecr"]["Actions"]
+    known = json.loads(spec.read_text(encoding="utf-8"))
+
+    def exists(action: str) -> bool:
+        service, name = action.split(":")
+        return name.lower() in known[service]["Actions"]
+
     for statement in policy_statements():
         for action in as_list(statement["Action"]):
-            assert action.split(":")[1].lower() in known, f"{action} is not an IAM action"
+            assert exists(action), f"{action} is not an IAM action"
     for operation, permission in PERMISSION_OF.items():
         # If AWS ever adds the action, the policy should name it instead.
-        assert operation.lower() not in known, f"ecr:{operation} exists now; use it"
-        assert permission.split(":")[1].lower() in known
+        assert not exists(operation), f"{operation} exists now; use it"
+        assert exists(permission)
 
 
 def test_the_eventbridge_stack_sends_successful_pushes_to_the_receiver() -> None:

@@ -45,9 +45,9 @@ from cleaner.planning.model import Image, Plan
 from cleaner.planning.planner import plan_repository
 from cleaner.planning.policy_file import PolicyFile, parse_policy_file
 from cleaner.registries.ecr import EcrRegistry
-from tests.aws_examples import EXAMPLES
-from tests.backends import REGION
-from tests.reference import EXPIRE, KEEP, reference_plan, reference_remaining
+from tests.support.aws_examples import EXAMPLES
+from tests.support.backends import REGION
+from tests.support.reference import EXPIRE, KEEP, reference_plan, reference_remaining
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PLATFORMS = (Platform("amd64"), Platform("arm64"), Platform("arm", variant="v7"))

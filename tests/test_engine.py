@@ -7,8 +7,8 @@ import pytest
 from cleaner.engine import Shard, SweepRequest, run
 from cleaner.planning.model import Image, Verdict
 from cleaner.planning.policy_file import parse_policy_file
-from tests.fakes import FakeRegistry
-from tests.policies import keep_newest_rule
+from tests.support.fakes import FakeRegistry
+from tests.support.policies import keep_newest_rule
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 KEEP_2 = parse_policy_file({"rules": [keep_newest_rule(2)]})
@@ -39,7 +39,7 @@ async def test_sweep_deletes_the_oldest_beyond_the_count() -> None:
     registry = FakeRegistry({"app": images(5)})
     report = await run(registry, SweepRequest(policy=KEEP_2, now=NOW, apply=True))
     assert report.ok
-    assert [i.tags for i in registry.images["app"]] == [("build-0",), ("build-1",)]
+    assert [i.tags for i in registry.store["app"]] == [("build-0",), ("build-1",)]
 
 
 async def test_deletes_go_in_batches_of_at_most_100() -> None:
@@ -89,7 +89,7 @@ async def test_named_repositories_only_and_missing_one_is_an_error() -> None:
     request = SweepRequest(policy=KEEP_2, now=NOW, apply=True, repositories=("a", "nope"))
     report = await run(registry, request)
     assert [r.repository for r in report.repositories] == ["a", "nope"]
-    assert report.repositories[1].error and len(registry.images["b"]) == 5
+    assert report.repositories[1].error and len(registry.store["b"]) == 5
 
 
 @pytest.mark.parametrize("limit", [1, 3])

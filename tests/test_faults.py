@@ -9,7 +9,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,11 @@ from cleaner.emulator import (
     running,
 )
 from cleaner.engine import Engine, SweepRequest
-from cleaner.planning.model import Image
+from cleaner.planning.model import Image, Repository
 from cleaner.planning.policy_file import parse_policy_file
 from cleaner.planning.references import InUse, Use, parse_reference
 from cleaner.registries.ecr import EcrRegistry
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 NOW = datetime.now(UTC)
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -161,9 +161,9 @@ class Meddler:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._registry, name)
 
-    async def describe_images(self, repository: str, digests: Iterable[str]) -> dict[str, Image]:
+    async def recheck(self, repository: Repository, digests: Sequence[str]) -> dict[str, Image]:
         self._before()
-        return await self._registry.describe_images(repository, digests)
+        return await self._registry.recheck(repository, digests)
 
 
 async def sweep_with(store: RegistryStore, meddle: Any, **engine: Any) -> Any:

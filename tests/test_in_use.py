@@ -20,15 +20,14 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
+from cleaner.coordination.lease import LeaseCoordinator
 from cleaner.engine import Engine, SweepRequest
-from cleaner.kube import LeaseCoordinator
-from cleaner.planning.model import Image
+from cleaner.planning.model import Image, Repository
 from cleaner.planning.policy_file import parse_policy_file
-from tests.backends import Backend
-from tests.conftest import run_cli
-from tests.fakes import FakeRegistry
-from tests.test_cluster import RESOURCES, Apiserver, containers, meta, template
-from tests.test_lease import NS, LeaseServer
+from tests.support.backends import Backend
+from tests.support.cli import run_cli
+from tests.support.fakes import FakeRegistry
+from tests.support.kube import NS, RESOURCES, Apiserver, LeaseServer, containers, meta, template
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 NOW = datetime.now(UTC)
@@ -164,12 +163,12 @@ class Recorder(FakeRegistry):
         super().__init__(images, delay=0.05)
         self.timeline: list[str] = []
 
-    async def list_images(self, repository: str) -> list[Image]:
+    async def images(self, repository: Repository) -> list[Image]:
         self.timeline.append("list")
-        return await super().list_images(repository)
+        return await super().images(repository)
 
-    async def delete_images(self, repository: str, digests: Any) -> Any:
-        result = await super().delete_images(repository, digests)
+    async def delete(self, repository: Repository, digests: Any) -> Any:
+        result = await super().delete(repository, digests)
         self.timeline.append("deleted")
         return result
 

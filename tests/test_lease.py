@@ -1,9 +1,5 @@
-"""Repository Leases against kmock's Kubernetes emulator, via the real kubernetes-asyncio client.
-
-kmock 0.8's emulator stores objects but has no PUT (replace) and no resourceVersion, so
-`LeaseServer` adds just that, the way the API server does it: every write stamps a new
-resourceVersion, and a replace carrying a stale one is refused with 409 Conflict.
-"""
+"""Repository Leases against kmock's Kubernetes emulator (`tests.support.kube.LeaseServer`),
+via the real kubernetes-asyncio client."""
 
 from __future__ import annotations
 
@@ -11,70 +7,16 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import aiohttp.web
-import attrs
 import kmock
 import pytest
 from kubernetes_asyncio import client
 
-from cleaner.coordination.lease import LeaseBusy, LeaseLost, lease_name, repository_lease
-from cleaner.errors import ClusterError
+from cleaner.coordination.lease import lease_name, repository_lease
+from cleaner.errors import ClusterError, LeaseBusy, LeaseLost
+from tests.support.kube import LEASES, NS, LeaseServer
 
-LEASES = kmock.resource("coordination.k8s.io/v1/leases")
-NS = "ecr-cleaner"
 DNS_1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-@attrs.define(kw_only=True)
-class LeaseServer(kmock.KubernetesEmulator):
-    """kmock's emulator, plus resourceVersions and PUT with optimistic concurrency."""
-
-    version: int = 0
-    rival: dict[str, Any] | None = None
-    """A Lease another holder creates just before our next create: the race we lose."""
-
-    def stamp(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        body.setdefault("metadata", {})["resourceVersion"] = str(self.version)
-        return body
-
-    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        if request.resource == LEASES and request.action is kmock.action.CREATE:
-            if self.rival is not None:
-                name = request.data["metadata"]["name"]
-                self.objects[LEASES, request.namespace, name] = self.stamp(self.rival)
-                self.rival = None
-            self.stamp(request.data)
-        if request.resource == LEASES and request.method is kmock.method.PUT and request.name:
-            return self.replace(request)
-        return await super()._handle(request)
-
-    def replace(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        key = (LEASES, request.namespace, request.name)
-        if key not in self.objects or self.objects[key].deleted:
-            raise kmock.KubernetesObjectNotFoundError()
-        stored = self.objects[key]["metadata"]["resourceVersion"]
-        if request.data.get("metadata", {}).get("resourceVersion") != stored:
-            raise kmock.KubernetesError(
-                status=409, reason="Conflict", message="the object has been modified"
-            )
-        self.objects[key].create(self.stamp(request.data))
-        return aiohttp.web.json_response(self.objects[key].raw)
-
-    def lease(self, repository: str) -> dict[str, Any]:
-        return dict(self.objects[LEASES, NS, lease_name(repository)].raw)
-
-    def put_lease(self, repository: str, holder: str, renewed: datetime, duration_s: int) -> None:
-        name = lease_name(repository)
-        spec = {
-            "holderIdentity": holder,
-            "leaseDurationSeconds": duration_s,
-            "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        }
-        body = {"metadata": {"name": name, "namespace": NS}, "spec": spec}
-        self.objects[LEASES, NS, name] = self.stamp(body)
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from cleaner.emulator import (
     make_manifest,
     referrer_manifest,
 )
-from tests.backends import Backend
-from tests.conftest import run_cli
+from tests.support.backends import Backend
+from tests.support.cli import run_cli
 
 NOW = datetime.now(UTC)
 AMD64, ARM64 = Platform("amd64"), Platform("arm64")

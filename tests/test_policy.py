@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from cleaner.errors import PolicyError
-from cleaner.planning.policy_file import load_policy_file, parse_policy_file
+from cleaner.planning.policy_file import (
+    CoordinationSection,
+    KubernetesSection,
+    load_policy_file,
+    parse_policy_file,
+)
 
 RULE = {
     "rulePriority": 1,
@@ -212,17 +217,14 @@ def test_yaml_syntax_errors_are_one_line_with_a_position(tmp_path: Path) -> None
 
 
 def test_cluster_settings_default_to_auto_and_parse_contexts_and_coordination() -> None:
-    assert parse_policy_file(entry()).clusters.in_use == "auto"
+    assert parse_policy_file(entry()).in_use == "auto"
     doc = {
         **entry(),
         "protect": {"in_use": False},
         "kubernetes": {"contexts": ["prod", "staging"], "kubeconfig": "/etc/kube"},
         "coordination": {"namespace": "ecr-cleaner", "lease_seconds": 30},
     }
-    clusters = parse_policy_file(doc).clusters
-    assert clusters.in_use == "off" and clusters.contexts == ("prod", "staging")
-    assert (clusters.kubeconfig, clusters.lease_namespace, clusters.lease_seconds) == (
-        "/etc/kube",
-        "ecr-cleaner",
-        30,
-    )
+    policy = parse_policy_file(doc)
+    assert policy.in_use == "off"
+    assert policy.kubernetes == KubernetesSection(("prod", "staging"), "/etc/kube")
+    assert policy.coordination == CoordinationSection("ecr-cleaner", 30)

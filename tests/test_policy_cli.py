@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
-from tests.backends import Backend, EmulatorBackend
-from tests.conftest import run_cli
+from tests.support.backends import Backend, EmulatorBackend
+from tests.support.cli import run_cli
 
 
 def keep(count: int) -> list[dict[str, Any]]:

@@ -18,10 +18,10 @@ from cleaner.planning.protections import (
     Safety,
     Screen,
     SemverKeep,
-    parse_duration,
     semver_top,
 )
-from tests.test_planner import NOW, image, policies, policy, rule
+from cleaner.planning.units import parse_duration
+from tests.support.planning import NOW, image, policies, policy, rule
 
 KEEP_1 = policy(rule(1, n=1))  # any, imageCountMoreThan 1
 

@@ -32,8 +32,8 @@ from cleaner.receiver.http import MAX_BODY, RUNTIME, Deps, drain, make_app
 from cleaner.receiver.metrics import Metrics
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.scheduler import SchedulerSettings
-from tests.test_receiver_scheduler import FakePruner
-from tests.test_receiver_scheduler import settle as settle_scheduler
+from tests.support.fakes import FakePruner
+from tests.support.fakes import settle as settle_scheduler
 
 TOKEN = "s3cret-token-value"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -4,14 +4,13 @@ over HTTP, against our emulator and against moto. One test per "Done when" line 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient
 
+from cleaner.cli import serve
 from cleaner.emulator import RegistryStore, running
 from cleaner.engine import Engine
 from cleaner.errors import ConfigError
@@ -31,10 +31,10 @@ from cleaner.receiver.events import Scope
 from cleaner.receiver.http import MAX_BODY, RUNTIME, Deps, make_app
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import Pruner, SchedulerSettings
-from cleaner.receiver.serve import add_serve_arguments, run_serve
 from cleaner.registries.ecr import EcrRegistry
-from tests.backends import ACCOUNT, REGION, Backend, EmulatorBackend
-from tests.test_receiver_scheduler import until
+from cleaner.settings import Settings, parse_args
+from tests.support.backends import ACCOUNT, REGION, Backend, EmulatorBackend
+from tests.support.fakes import until
 
 TOKEN = "e2e-token"
 SAMPLES = Path(__file__).parent / "data" / "events"
@@ -238,10 +238,12 @@ async def test_prune_without_wait_is_a_job_and_plan_reads_one_repository(
 # --- the process: run_serve, signals, configuration errors --------------------------------
 
 
-def serve_args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_serve_arguments(parser)
-    return parser.parse_args(list(argv))
+def serve_args(*argv: str) -> Settings:
+    return parse_args(["serve", *argv])
+
+
+async def run_serve(settings: Settings, on_started: Callable[[str], None] | None = None) -> int:
+    return await serve(settings, on_started=on_started)
 
 
 @pytest.fixture
@@ -264,7 +266,7 @@ async def test_sigterm_during_a_prune_finishes_it_and_exits_0(
             *("--log-format", "text"),
         )
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        server = asyncio.create_task(run_serve(args, on_started=started.set_result))
+        server = asyncio.create_task(run_serve(args, started.set_result))
         base = await started
         async with ClientSession(base, headers={"X-Api-Key": TOKEN}) as http:
             push = json.loads((SAMPLES / "push.json").read_text())
@@ -321,7 +323,7 @@ async def test_insecure_no_auth_starts_without_a_token_and_a_token_file_works(
             *("--log-format", "text", *extra),
         )
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        server = asyncio.create_task(run_serve(args, on_started=started.set_result))
+        server = asyncio.create_task(run_serve(args, started.set_result))
         async with ClientSession(await started) as http:
             body = (SAMPLES / "push.json").read_bytes()
             async with http.post("/events", data=body, headers=headers) as response:

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cleaner.errors import InvalidRequest
+from cleaner.planning.names import is_repository_name
 from cleaner.receiver.events import (
     Ignored,
-    InvalidRequest,
     PruneRequest,
     PushEvent,
     Scope,
-    is_repository_name,
     parse_event,
     parse_prune_request,
 )

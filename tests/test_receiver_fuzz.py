@@ -48,9 +48,9 @@ from cleaner.receiver.http import MAX_BODY, PUBLIC_PATHS, RUNTIME, Deps, make_ap
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import Pruner, SchedulerSettings
 from cleaner.registries.ecr import EcrRegistry
-from tests.backends import REGION
-from tests.policies import keep_newest_everywhere
-from tests.test_receiver_scheduler import settle, until
+from tests.support.backends import REGION
+from tests.support.fakes import settle, until
+from tests.support.policies import keep_newest_everywhere
 
 TOKEN = "fuzz-7f3c9a1e5b2d4c6f8a0b1c2d3e4f5a6b"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

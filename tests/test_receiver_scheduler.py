@@ -3,53 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 
 import pytest
 
-from cleaner.errors import RegistryError
-from cleaner.planning.model import RepositoryReport, RunReport
+from cleaner.errors import BacklogFull, ShuttingDown
+from cleaner.ports import Status
 from cleaner.receiver.scheduler import (
-    BacklogFull,
     JobState,
     RecentIds,
     Scheduler,
     SchedulerSettings,
-    ShuttingDown,
-    Submission,
 )
-
-
-@dataclass
-class FakePruner:
-    delay: float = 0.0
-    fail: bool = False
-    gate: asyncio.Event | None = None
-    calls: list[tuple[tuple[str, ...], bool, float]] = field(default_factory=list)
-    running: int = 0
-    max_running: int = 0
-    finished: list[tuple[str, ...]] = field(default_factory=list)
-
-    async def prune(self, repositories: tuple[str, ...], *, dry_run: bool) -> RunReport:
-        self.calls.append((repositories, dry_run, asyncio.get_running_loop().time()))
-        self.running += 1
-        self.max_running = max(self.max_running, self.running)
-        try:
-            if self.gate is not None:
-                await self.gate.wait()
-            await asyncio.sleep(self.delay)
-            if self.fail:
-                raise RegistryError("DescribeRepositories: boom")
-            self.finished.append(repositories)
-            reports = tuple(RepositoryReport(name) for name in repositories)
-            return RunReport(dry_run=dry_run, repositories=reports)
-        finally:
-            self.running -= 1
-
-    def per_repository(self) -> Counter[str]:
-        return Counter(name for names, _, _ in self.calls for name in names)
+from tests.support.fakes import FakePruner, settle, until
 
 
 def settings(**overrides: float) -> SchedulerSettings:
@@ -69,26 +35,11 @@ async def scheduler(pruner: FakePruner) -> AsyncIterator[Scheduler]:
     await scheduler.close(5)
 
 
-async def until(condition: Callable[[], object], within: float = 5.0) -> float:
-    """Poll state owned by someone else until `condition()` holds; returns the seconds taken."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - no event to await: the state is not ours
-            await asyncio.sleep(0.01)
-    return loop.time() - start
-
-
-async def settle(scheduler: Scheduler) -> None:
-    """Wait until nothing is pending, queued or running."""
-    await until(lambda: not (scheduler.depth or scheduler.running))
-
-
 async def test_a_burst_to_one_repository_is_one_prune(
     scheduler: Scheduler, pruner: FakePruner
 ) -> None:
     outcomes = [scheduler.submit_push(f"id-{i}", "app") for i in range(5)]
-    assert outcomes == [Submission.ACCEPTED] + [Submission.COALESCED] * 4
+    assert outcomes == [Status.ACCEPTED] + [Status.COALESCED] * 4
     assert scheduler.depth == 1
     await settle(scheduler)
     assert [(names, dry_run) for names, dry_run, _ in pruner.calls] == [(("app",), False)]
@@ -110,7 +61,7 @@ async def test_pushes_during_a_prune_queue_exactly_one_more(
     scheduler.submit_push("first", "app")
     await until(lambda: pruner.calls)
     outcomes = [scheduler.submit_push(f"late-{i}", "app") for i in range(4)]
-    assert outcomes == [Submission.ACCEPTED] + [Submission.COALESCED] * 3
+    assert outcomes == [Status.ACCEPTED] + [Status.COALESCED] * 3
     assert (scheduler.depth, scheduler.running) == (1, 1)
     pruner.gate.set()
     await settle(scheduler)
@@ -133,9 +84,9 @@ async def test_repositories_are_pruned_concurrently_within_the_global_limit(
 async def test_an_event_id_seen_before_is_a_duplicate(
     scheduler: Scheduler, pruner: FakePruner
 ) -> None:
-    assert scheduler.submit_push("same", "app") is Submission.ACCEPTED
+    assert scheduler.submit_push("same", "app") is Status.ACCEPTED
     await settle(scheduler)
-    assert scheduler.submit_push("same", "app") is Submission.DUPLICATE
+    assert scheduler.submit_push("same", "app") is Status.DUPLICATE
     assert scheduler.depth == 0
     await settle(scheduler)
     assert len(pruner.calls) == 1
@@ -168,7 +119,7 @@ async def test_a_full_backlog_refuses_new_repositories_but_not_coalescing_pushes
     assert refused.value.retry_after == 7
     with pytest.raises(BacklogFull):
         scheduler.submit_job((), dry_run=True)
-    assert scheduler.submit_push("4", "one") is Submission.COALESCED
+    assert scheduler.submit_push("4", "one") is Status.COALESCED
     pruner.gate.set()
     await scheduler.close(2)  # drains the two pending prunes at once
     assert sorted(pruner.finished) == [("one",), ("two",)]
@@ -182,7 +133,7 @@ async def test_a_refused_event_is_not_remembered_so_its_retry_is_accepted(
     with pytest.raises(BacklogFull):
         scheduler.submit_push("retried", "two")
     await settle(scheduler)
-    assert scheduler.submit_push("retried", "two") is Submission.ACCEPTED
+    assert scheduler.submit_push("retried", "two") is Status.ACCEPTED
     await settle(scheduler)
     await scheduler.close(1)
     assert pruner.per_repository() == {"one": 1, "two": 1}
@@ -273,7 +224,7 @@ async def test_close_refuses_new_work_and_lets_running_prunes_finish(
     assert refused.value.retry_after == 7
     with pytest.raises(ShuttingDown):
         scheduler.submit_job((), dry_run=False)
-    assert scheduler.submit_push("2", "app") is Submission.DUPLICATE  # still answerable
+    assert scheduler.submit_push("2", "app") is Status.DUPLICATE  # still answerable
     pruner.gate.set()
     await closing
     assert pruner.finished == [("app",), ("app",)]

@@ -1,4 +1,5 @@
-"""Image references, workload JSON -> uses, and which images of a repository they keep."""
+"""Image references, workload JSON -> uses, and which images of a repository they keep
+(matched the way the ECR adapter matches: any endpoint of the same registry)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cleaner.in_use.workloads import workload_uses
 from cleaner.planning.model import Image, Repository
-from cleaner.planning.references import (
-    ImageRef,
-    InUse,
-    Use,
-    in_use_protection,
-    parse_reference,
-    registry_key,
-    workload_uses,
-)
+from cleaner.planning.references import ImageRef, InUse, Use, in_use_protection, parse_reference
+from cleaner.registries.ecr import ecr_matches, registry_key
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 REPO = Repository("team/app", f"{ECR}/team/app", "123456789012")
@@ -162,13 +157,15 @@ IMAGES = [image(D1, "v2", "latest"), image(D2, "v1"), image(D3)]
     ],
 )
 def test_in_use_protection(uses: list[Use], expected: dict[str, str]) -> None:
-    assert in_use_protection(REPO, IMAGES, InUse.of(uses)) == expected
+    assert in_use_protection(REPO, IMAGES, InUse.of(uses), ecr_matches) == expected
 
 
 def test_a_repository_without_uri_still_matches_by_name_and_account() -> None:
     bare = Repository("team/app", "", "123456789012")
     in_use = InUse.of([use(f"{ECR}/team/app:v1"), use(f"{ECR}/team/other:v2")])
-    assert in_use_protection(bare, IMAGES, in_use) == {D2: "in use: prod/Deployment/api"}
+    assert in_use_protection(bare, IMAGES, in_use, ecr_matches) == {
+        D2: "in use: prod/Deployment/api"
+    }
 
 
 def test_merge_unions_clusters() -> None:
@@ -176,7 +173,7 @@ def test_merge_unions_clusters() -> None:
     b = InUse.of([use(f"{ECR}/team/app:v2", "b/Pod/y")])
     merged = InUse.merge([a, b])
     assert len(merged) == 2
-    assert set(in_use_protection(REPO, IMAGES, merged)) == {D1, D2}
+    assert set(in_use_protection(REPO, IMAGES, merged, ecr_matches)) == {D1, D2}
 
 
 def pod(*, spec: object = None, status: object = None) -> dict[str, object]:

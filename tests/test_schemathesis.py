@@ -40,8 +40,8 @@ from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import SchedulerSettings
 from cleaner.registries.ecr import EcrRegistry
-from tests.backends import REGION
-from tests.policies import keep_newest_everywhere
+from tests.support.backends import REGION
+from tests.support.policies import keep_newest_everywhere
 
 TOKEN = "schemathesis-2b7e151628aed2a6abf7158809cf4f3c"
 CHECKS = [

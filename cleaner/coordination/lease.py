@@ -17,35 +17,24 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
 
-from cleaner.errors import CleanerError, ClusterError
-from cleaner.in_use.kubernetes import call_json
-from cleaner.planning.references import json_object
+from cleaner.clients.kubernetes import KubeTarget, api_client, call_json, in_cluster, json_object
+from cleaner.errors import ClusterError, LeaseBusy, LeaseLost
 
 log = logging.getLogger(__name__)
 
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 PREFIX = "ecr-cleaner-"
 REPOSITORY_ANNOTATION = "ecr-cleaner/repository"
 FIRST_POLL_S = 0.25
 API_VERSION = "coordination.k8s.io/v1"
-
-
-class LeaseBusy(CleanerError):
-    """Another holder kept the repository's Lease for longer than we were willing to wait."""
-
-    def __init__(self, repository: str, holder: str) -> None:
-        super().__init__(f"{repository}: another prune holds the lease ({holder})")
-        self.repository = repository
-        self.holder = holder
-
-
-class LeaseLost(CleanerError):
-    """The Lease could not be renewed (taken over or unreachable); the prune was cancelled."""
 
 
 def lease_name(repository: str) -> str:
@@ -249,3 +238,40 @@ async def repository_lease(
         await asyncio.wait([renewer])
         if not lease.lost:
             await lease.release()
+
+
+class LeaseCoordinator:
+    """The `Coordinator` port over Leases: one holder identity for the process."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, duration_s: int) -> None:
+        self._api, self._namespace, self._duration_s = api, namespace, duration_s
+        self._holder = default_holder()
+
+    def hold(self, repository: str) -> AbstractAsyncContextManager[object]:
+        return repository_lease(
+            self._api, self._namespace, repository, self._holder, duration_s=self._duration_s
+        )
+
+
+def lease_namespace(configured: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The policy's namespace; else, in a pod, its own; outside a cluster, None: no Leases."""
+    if configured:
+        return configured
+    if not in_cluster(environ):
+        return None
+    try:
+        return NAMESPACE_FILE.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def open_coordinator(
+    target: KubeTarget, namespace: str, duration_s: int
+) -> AsyncIterator[LeaseCoordinator]:
+    api = await api_client(target)
+    try:
+        log.info("coordinating prunes through Leases in namespace %s", namespace)
+        yield LeaseCoordinator(api, namespace, duration_s)
+    finally:
+        await api.close()

@@ -1,25 +1,24 @@
 """Everything the emulator rejects, worded like ECR where the wording is known.
 
 botocore checks only types and minimums on the client, so maximums, combinations and
-formats are the service's job (ecr-facts §2); these checks run before any state changes.
+formats are the service's job (the ECR API reference's parameter constraints); these
+checks run before any state changes.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from cleaner.errors import PolicyError
+from cleaner.planning.lifecycle import parse_policy_text
+from cleaner.planning.names import REPOSITORY_NAME_PATTERN, is_repository_name
 
 Body = dict[str, Any]
 ImageId = Mapping[str, str]
 
-REPOSITORY_NAME = re.compile(
-    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*"
-)
 DIGEST = re.compile(r"[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+")
 IMAGE_NOT_FOUND = "Requested image not found"
 POLICY_INVALID = (
@@ -53,10 +52,10 @@ def invalid(message: str) -> EcrError:
 
 
 def check_repository_name(name: str) -> None:
-    if not (2 <= len(name) <= 256 and REPOSITORY_NAME.fullmatch(name)):
+    if not is_repository_name(name):
         raise invalid(
             "Invalid parameter at 'repositoryName' failed to satisfy constraint: "
-            f"'must satisfy regular expression '{REPOSITORY_NAME.pattern}''"
+            f"'must satisfy regular expression '{REPOSITORY_NAME_PATTERN}''"
         )
 
 
@@ -167,19 +166,10 @@ def check_policy_text(text: str) -> None:
         ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
         raise invalid(POLICY_INVALID + 'object has missing required properties (["rules"])\'')
-    parse = _project_policy_parser()
-    if parse is not None:
-        try:
-            parse(text)
-        except PolicyError as e:
-            raise invalid(POLICY_INVALID + f"{e}'") from None
-
-
-def _project_policy_parser() -> Callable[[str], object] | None:
-    # cleaner.planning.lifecycle is written in parallel and may not exist yet, so import it lazily.
+    # The rules ECR's documentation states, checked by the project's own parser: the
+    # emulator then agrees with the validator by construction, so the tests against moto
+    # (an independent implementation) are what hold that parser to ECR.
     try:
-        module = importlib.import_module("cleaner.planning.lifecycle")
-    except ImportError:
-        return None
-    parser: Callable[[str], object] | None = getattr(module, "parse_policy_text", None)
-    return parser
+        parse_policy_text(text)
+    except PolicyError as e:
+        raise invalid(POLICY_INVALID + f"{e}'") from None

@@ -9,38 +9,28 @@ sink, one JSON record.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from cleaner.errors import CleanerError
 from cleaner.planning.graph import ArtifactGraph, deletion_waves
 from cleaner.planning.model import (
-    BATCH_LIMIT,
     Decision,
     DeleteFailure,
     DeleteResult,
+    FailureKind,
     Image,
     Plan,
     Repository,
     iso_utc,
 )
 from cleaner.planning.references import InUse, in_use_protection
+from cleaner.ports import AuditSink, Registry
 
 log = logging.getLogger(__name__)
-REFERENCED_BY_INDEX = "ImageReferencedByManifestList"
-AuditSink = Callable[[dict[str, Any]], None]
-
-
-class Deleter(Protocol):
-    async def describe_images(
-        self, repository: str, digests: Iterable[str]
-    ) -> dict[str, Image]: ...
-
-    async def delete_images(self, repository: str, digests: Iterable[str]) -> DeleteResult: ...
 
 
 @dataclass(slots=True)
@@ -54,8 +44,7 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Applier:
-    registry: Deleter
-    api_slots: asyncio.Semaphore
+    registry: Registry
     run_id: str
     in_use: Callable[[], Awaitable[InUse]] | None = None
     """Returns an awaitable InUse (the engine's source), re-read before every batch."""
@@ -63,7 +52,8 @@ class Applier:
     on_deleted: Callable[[int], None] = lambda count: None
 
     async def apply(self, repository: Repository, plan: Plan, graph: ArtifactGraph) -> Outcome:
-        """Delete the plan's expired images in waves (parents first), oldest first, 100 a call.
+        """Delete the plan's expired images in waves (parents first), oldest first, a batch
+        (the registry's `batch_limit`) a call.
 
         A repository's batches go one after another (repositories run concurrently): the
         order stays meaningful, an interrupted sweep has removed the oldest images, and a
@@ -76,29 +66,28 @@ class Applier:
         outcome = Outcome()
         for wave in deletion_waves(oldest_first, graph):
             wave.sort(key=rank.__getitem__)
-            for start in range(0, len(wave), BATCH_LIMIT):
-                batch = [planned[d] for d in wave[start : start + BATCH_LIMIT]]
+            size = self.registry.batch_limit
+            for start in range(0, len(wave), size):
+                batch = [planned[d] for d in wave[start : start + size]]
                 await self._batch(repository, batch, graph, outcome)
         return outcome
 
     async def _batch(
         self, repository: Repository, batch: list[Decision], graph: ArtifactGraph, outcome: Outcome
     ) -> None:
-        name = repository.name
-        async with self.api_slots:
-            try:
-                current = await self.registry.describe_images(name, [d.image.digest for d in batch])
-            except CleanerError as error:  # cannot re-verify: do not delete blind
-                outcome.failed.extend(_failures(batch, error))
-                return
+        digests = [d.image.digest for d in batch]
+        try:
+            current = await self.registry.recheck(repository, digests)
+        except CleanerError as error:  # cannot re-verify: do not delete blind
+            outcome.failed.extend(_failures(batch, error))
+            return
         in_use = await self.in_use() if self.in_use else None
-        go, gone = _recheck(repository, batch, current, in_use, graph, outcome.spared)
+        go, gone = self._recheck(repository, batch, current, in_use, graph, outcome.spared)
         outcome.deleted.extend(gone)  # already gone: the state the plan wanted
         if not go:
             return
-        async with self.api_slots:
-            result = await _delete(self.registry, name, [d.image.digest for d in go])
-        self._record(name, {d.image.digest: d for d in go}, result)
+        result = await _delete(self.registry, repository, [d.image.digest for d in go])
+        self._record(repository.name, {d.image.digest: d for d in go}, result)
         outcome.deleted.extend(result.deleted)
         outcome.failed.extend(result.failed)
 
@@ -117,36 +106,40 @@ class Applier:
             if self.audit:
                 self.audit(record)
         for failure in result.failed:
-            level = logging.INFO if failure.code == REFERENCED_BY_INDEX else logging.WARNING
+            level = logging.INFO if failure.kind is FailureKind.REFERENCED else logging.WARNING
             log.log(level, "%s@%s not deleted: %s %s", name, failure.digest, failure.code,
                     failure.message)  # fmt: skip
         self.on_deleted(len(result.deleted))
 
-
-def _recheck(
-    repository: Repository,
-    batch: Sequence[Decision],
-    current: Mapping[str, Image],
-    in_use: InUse | None,
-    graph: ArtifactGraph,
-    spared: dict[str, str],
-) -> tuple[list[Decision], list[str]]:
-    """Split a batch into what may still go and what is already gone; record what is spared."""
-    now_used = in_use_protection(repository, list(current.values()), in_use) if in_use else {}
-    go: list[Decision] = []
-    gone: list[str] = []
-    for decision in batch:
-        digest = decision.image.digest
-        image = current.get(digest)
-        why = _spare_reason(decision, image, now_used, graph, spared)
-        if image is None:
-            gone.append(digest)
-        elif why:
-            spared[digest] = why
-            log.warning("%s@%s kept at delete time: %s", repository.name, digest, why)
-        else:
-            go.append(decision)
-    return go, gone
+    def _recheck(
+        self,
+        repository: Repository,
+        batch: Sequence[Decision],
+        current: Mapping[str, Image],
+        in_use: InUse | None,
+        graph: ArtifactGraph,
+        spared: dict[str, str],
+    ) -> tuple[list[Decision], list[str]]:
+        """Split a batch into what may still go and what is already gone; record what is
+        spared."""
+        now_used: Mapping[str, str] = {}
+        if in_use is not None:
+            images = list(current.values())
+            now_used = in_use_protection(repository, images, in_use, self.registry.matches)
+        go: list[Decision] = []
+        gone: list[str] = []
+        for decision in batch:
+            digest = decision.image.digest
+            image = current.get(digest)
+            why = _spare_reason(decision, image, now_used, graph, spared)
+            if image is None:
+                gone.append(digest)
+            elif why:
+                spared[digest] = why
+                log.warning("%s@%s kept at delete time: %s", repository.name, digest, why)
+            else:
+                go.append(decision)
+        return go, gone
 
 
 def _spare_reason(
@@ -169,11 +162,13 @@ def _spare_reason(
     return None
 
 
-async def _delete(registry: Deleter, repository: str, digests: Sequence[str]) -> DeleteResult:
+async def _delete(
+    registry: Registry, repository: Repository, digests: Sequence[str]
+) -> DeleteResult:
     try:
-        return await registry.delete_images(repository, digests)
+        return await registry.delete(repository, digests)
     except CleanerError as error:  # the whole batch failed: data for the report, keep going
-        log.error("%s: delete failed: %s", repository, error)
+        log.error("%s: delete failed: %s", repository.name, error)
         code = getattr(error, "code", "") or "Error"
         return DeleteResult(failed=tuple(DeleteFailure(d, code, str(error)) for d in digests))
 

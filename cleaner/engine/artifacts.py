@@ -1,6 +1,6 @@
 """Load what the artifact graph needs from a registry: index entries and referrer subjects.
 
-What is read, and why (each BatchGetImage call reads up to 100 manifests):
+What is read, and why:
 
 - Every index (OCI index, Docker manifest list): its entries are the only record of its
   children, and of which of them are buildx attestations.
@@ -21,23 +21,19 @@ Manifests never change under a digest, so what was parsed from them is cached fo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import Protocol
 
 from cleaner.planning.graph import ArtifactGraph, build_graph
 from cleaner.planning.manifest_links import ManifestFacts, manifest_facts
-from cleaner.planning.model import Image
+from cleaner.planning.model import Image, Repository
+from cleaner.ports import Registry
 
 log = logging.getLogger(__name__)
 
-CHUNK = 100
-"""BatchGetImage's maximum imageIds per call."""
 DEFAULT_CACHE_ENTRIES = 100_000
-DEFAULT_CONCURRENCY = 4
 DEFAULT_REFERRER_PROBES = 50
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 IMAGE_CONFIG_TYPES = frozenset(
@@ -46,18 +42,6 @@ IMAGE_CONFIG_TYPES = frozenset(
         "application/vnd.docker.container.image.v1+json",
     }
 )
-
-
-class ManifestSource(Protocol):
-    """What the loader needs from a registry; `cleaner.registries.ecr.EcrRegistry` provides it."""
-
-    async def get_manifests(self, repository: str, digests: Sequence[str]) -> dict[str, str]:
-        """Manifest text by digest; digests it cannot return are absent."""
-        ...
-
-    async def list_referrers(self, repository: str, digest: str) -> list[str] | None:
-        """Referrer digests of `digest`; None when the endpoint lacks ListImageReferrers."""
-        ...
 
 
 class ManifestCache:
@@ -104,62 +88,44 @@ def needs_manifest(image: Image) -> bool:
 
 
 async def load_graph(
-    source: ManifestSource,
-    repository: str,
+    source: Registry,
+    repository: Repository,
     images: Sequence[Image],
     cache: ManifestCache,
     *,
-    concurrency: int = DEFAULT_CONCURRENCY,
     referrer_probes: int = DEFAULT_REFERRER_PROBES,
 ) -> ArtifactGraph:
     """The repository's artifact graph, reading only uncached manifests (see module doc).
 
-    `concurrency` bounds the BatchGetImage calls in flight; `referrer_probes` bounds the
-    last-resort ListImageReferrers calls (0 turns them off).
+    `referrer_probes` bounds the last-resort referrer calls (0 turns them off).
     """
     wanted = list(dict.fromkeys(i.digest for i in images if needs_manifest(i)))
     # Collected locally: with more candidates than the cache holds, entries read early in
     # this very call could be evicted before they are used.
     known = {d: facts for d in wanted if (facts := cache.get(d)) is not None}
-    texts = await _fetch(source, repository, [d for d in wanted if d not in known], concurrency)
+    unknown = [d for d in wanted if d not in known]
+    texts = await source.manifests(repository, unknown) if unknown else {}
     for digest, text in texts.items():
         known[digest] = facts = manifest_facts(text)
         cache.put(digest, facts)
     subjects = {d: f.subject for d, f in known.items() if f.subject}
     unread = [d for d in wanted if d not in known]
     if unread:
-        log.warning("%s: %d manifests could not be read", repository, len(unread))
+        log.warning("%s: %d manifests could not be read", repository.name, len(unread))
         found = await _probe_referrers(source, repository, images, unread, referrer_probes)
         subjects.update(found)
     children = {d: f.children for d, f in known.items() if f.children}
     return build_graph(images, children, subjects)
 
 
-async def _fetch(
-    source: ManifestSource, repository: str, digests: Sequence[str], concurrency: int
-) -> dict[str, str]:
-    """Read manifests in chunks of 100, at most `concurrency` chunks at once."""
-    slots = asyncio.Semaphore(max(1, concurrency))
-    wanted = set(digests)
-
-    async def chunk(start: int) -> dict[str, str]:
-        async with slots:
-            got = await source.get_manifests(repository, digests[start : start + CHUNK])
-        return {d: text for d, text in got.items() if d in wanted}
-
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(chunk(s)) for s in range(0, len(digests), CHUNK)]
-    return {d: text for task in tasks for d, text in task.result().items()}
-
-
 async def _probe_referrers(
-    source: ManifestSource,
-    repository: str,
+    source: Registry,
+    repository: Repository,
     images: Sequence[Image],
     unread: Sequence[str],
     limit: int,
 ) -> dict[str, str]:
-    """Subjects of unread candidates, asking ListImageReferrers of the newest other images.
+    """Subjects of unread candidates, asking for the referrers of the newest other images.
 
     One call per image probed, so bounded by `limit`; stops when every candidate is found,
     and quietly at the first sign the endpoint lacks the operation.
@@ -168,9 +134,9 @@ async def _probe_referrers(
     found: dict[str, str] = {}
     others = [i for i in images if i.digest not in pending]
     for image in sorted(others, key=attrgetter("pushed_at"), reverse=True)[:limit]:
-        referrers = await source.list_referrers(repository, image.digest)
+        referrers = await source.referrers(repository, image.digest)
         if referrers is None:
-            log.debug("%s: no ListImageReferrers on this endpoint", repository)
+            log.debug("%s: the registry cannot list referrers", repository.name)
             break
         for digest in pending.intersection(referrers):
             found[digest] = image.digest

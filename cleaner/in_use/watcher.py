@@ -13,9 +13,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from cleaner.clients.kubernetes import http_error, json_object
 from cleaner.errors import ClusterError
-from cleaner.in_use.kubernetes import KINDS, ClusterImages, Kind, Objects, http_error, object_key
-from cleaner.planning.references import InUse, json_object, workload_uses
+from cleaner.in_use.cluster import ClusterImages
+from cleaner.in_use.workloads import KINDS, Kind, Objects, object_key, workload_uses
+from cleaner.planning.references import InUse
 
 log = logging.getLogger(__name__)
 

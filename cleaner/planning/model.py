@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import compress, count, islice
 from operator import attrgetter, eq
 from typing import NamedTuple
-
-BATCH_LIMIT = 100
-"""ECR's most image ids per BatchDeleteImage, BatchGetImage or DescribeImages call."""
 
 INDEX_MEDIA_TYPES = frozenset(
     {
@@ -23,18 +21,22 @@ INDEX_MEDIA_TYPES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """One image (manifest) in a repository, as DescribeImages reports it."""
+    """One image (manifest) in a repository, as its registry adapter reports it."""
 
     digest: str
     tags: tuple[str, ...]
     pushed_at: datetime
-    """Timezone-aware; lifecycle rules rank and age images by this."""
+    """Timezone-aware; lifecycle rules rank and age images by this. What it means is the
+    registry adapter's to say (ECR: the push time it recorded)."""
     size: int = 0
     media_type: str = ""
     artifact_media_type: str = ""
     last_pulled_at: datetime | None = None
     subject: str | None = None
     """`subjectManifestDigest`: set when this image is an OCI referrer of another."""
+    age_from: str = "pushed"
+    """The word reasons use for `pushed_at` ("pushed 3d ago"), so an adapter whose time
+    is not a push record can say where it came from instead."""
 
     @property
     def tagged(self) -> bool:
@@ -169,11 +171,20 @@ class Plan:
         return tuple(d for d in self.decisions if d.verdict is Verdict.EXPIRE)
 
 
+class FailureKind(enum.StrEnum):
+    REFERENCED = "referenced"
+    """The registry refused: an image index still references the image."""
+    ERROR = "error"
+    """Anything else."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeleteFailure:
     digest: str
     code: str
+    """The registry's own code for the failure (ECR: `ImageReferencedByManifestList`, ...)."""
     message: str
+    kind: FailureKind = FailureKind.ERROR
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +209,7 @@ class RepositoryReport:
 
     @property
     def reclaimed(self) -> int:
-        """Bytes of the images this prune deleted (as DescribeImages reported their sizes)."""
+        """Bytes of the images this prune deleted (as the registry reported their sizes)."""
         deleted = set(self.deleted)
         expired = self.plan.expire if self.plan else ()
         return sum(d.image.size for d in expired if d.image.digest in deleted)
@@ -221,3 +232,20 @@ class RunReport:
 def iso_utc(moment: datetime) -> str:
     """`2026-11-25T10:00:00Z`: the one timestamp form of our JSON output and audit trail."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard `index` of `count`: a stable hash of the repository name picks the shard, so an
+    Indexed Job's pods split the registry without talking to each other."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: need 0 <= index < count")
+
+    def owns(self, repository: str) -> bool:
+        digest = hashlib.sha256(repository.encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index

@@ -47,6 +47,7 @@ from cleaner.planning.protections import (
     protect,
     semver_top,
 )
+from cleaner.planning.units import format_duration
 
 _DAY = timedelta(days=1)
 _ARCHIVE_NOTE = "ECR would archive it, ecr-cleaner does not archive"
@@ -146,9 +147,9 @@ class _RuleView:
         older = "older" if outcome[1] else "not older"
         comparison = f"{older} than {self.rule.count_number} days"
         if count_type is not CountType.SINCE_IMAGE_PULLED:
-            return f"pushed {_age(now - image.pushed_at)}, {comparison}"
+            return f"{image.age_from} {_age(now - image.pushed_at)}, {comparison}"
         if image.last_pulled_at is None:
-            return f"never pulled, pushed {_age(now - image.pushed_at)}, {comparison}"
+            return f"never pulled, {image.age_from} {_age(now - image.pushed_at)}, {comparison}"
         return f"last pulled {_age(now - image.last_pulled_at)}, {comparison}"
 
 
@@ -288,21 +289,7 @@ def _kept_reason(
 
 
 def _age(delta: timedelta) -> str:
-    """`3d ago`, `1d4h ago`, `12h ago`, `5m30s ago`: the largest unit and the next, rounded down."""
-    seconds = int(delta.total_seconds())
-    if seconds < 0:
-        return f"{_units(-seconds)} in the future"
-    return f"{_units(seconds)} ago"
-
-
-def _units(seconds: int) -> str:
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h" if hours else f"{days}d"
-    if hours:
-        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
-    if minutes:
-        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
-    return f"{secs}s"
+    """`3d ago`, `1d4h ago`, `5m30s ago`, or `2h in the future`."""
+    if delta < timedelta(0):
+        return f"{format_duration(-delta)} in the future"
+    return f"{format_duration(delta)} ago"

@@ -26,8 +26,8 @@ from cleaner.planning.protections import (
     Protections,
     Safety,
     SemverKeep,
-    parse_duration,
 )
+from cleaner.planning.units import parse_duration
 
 USE_ECR_POLICY = "ecr"
 _TOP_KEYS = ("repositories", "protect", "safety", "kubernetes", "coordination")
@@ -52,17 +52,21 @@ class RepositoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class ClusterSettings:
-    """Where in-use protection and coordination look (the `kubernetes:`/`coordination:` keys)."""
+class KubernetesSection:
+    """`kubernetes:`: the clusters whose workloads the Kubernetes in-use source reads."""
 
-    in_use: str = "auto"
-    """`protect.in_use`: "auto" (on whenever a cluster config is available), "on" or "off"."""
     contexts: tuple[str, ...] = ()
     """Kubeconfig contexts of the clusters that share this registry; () = the default one."""
     kubeconfig: str | None = None
-    lease_namespace: str | None = None
-    """Namespace of the per-repository Leases; None = the pod's own namespace in a cluster,
-    no coordination outside one."""
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinationSection:
+    """`coordination:`: the per-repository Leases that keep two prunes apart."""
+
+    namespace: str | None = None
+    """Namespace of the Leases; None = the pod's own namespace in a cluster, no coordination
+    outside one."""
     lease_seconds: int = 60
 
 
@@ -71,7 +75,11 @@ class PolicyFile:
     entries: tuple[RepositoryEntry, ...]
     protect: Protections = field(default_factory=Protections)
     safety: Safety = field(default_factory=Safety)
-    clusters: ClusterSettings = field(default_factory=ClusterSettings)
+    in_use: str = "auto"
+    """`protect.in_use`: "auto" (Kubernetes on whenever a cluster config is available),
+    "on" or "off" (every in-use source off)."""
+    kubernetes: KubernetesSection = field(default_factory=KubernetesSection)
+    coordination: CoordinationSection = field(default_factory=CoordinationSection)
     source: str = "policy"
 
     def entry_for(self, repository: str) -> RepositoryEntry | None:
@@ -124,36 +132,36 @@ def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:
         entries=_entries(top["repositories"], source),
         protect=parse_protect(protect, f"{source}: protect"),
         safety=parse_safety(top.get("safety", {}), f"{source}: safety"),
-        clusters=parse_clusters(top, protect, source),
+        in_use=_in_use_mode(protect, source),
+        kubernetes=parse_kubernetes(top.get("kubernetes", {}), f"{source}: kubernetes"),
+        coordination=parse_coordination(top.get("coordination", {}), f"{source}: coordination"),
         source=source,
     )
 
 
-def parse_clusters(top: Mapping[str, object], protect: object, source: str) -> ClusterSettings:
+def _in_use_mode(protect: object, source: str) -> str:
     mode = protect.get("in_use", "auto") if isinstance(protect, dict) else "auto"
     if not (isinstance(mode, bool) or mode == "auto"):
         fail(f"{source}: protect", f'in_use must be "auto", true or false, got {show(mode)}')
-    kube = mapping(
-        top.get("kubernetes", {}), f"{source}: kubernetes", "kubernetes",
-        ("contexts", "kubeconfig"), required=(),
-    )  # fmt: skip
-    coordination = mapping(
-        top.get("coordination", {}), f"{source}: coordination", "coordination",
-        ("namespace", "lease_seconds"), required=(),
-    )  # fmt: skip
-    namespace = coordination.get("namespace")
-    if namespace is not None and not (isinstance(namespace, str) and namespace):
-        fail(f"{source}: coordination", f"namespace must be a name, got {show(namespace)}")
+    return _IN_USE_MODES[mode]
+
+
+def parse_kubernetes(raw: object, loc: str) -> KubernetesSection:
+    kube = mapping(raw, loc, "kubernetes", ("contexts", "kubeconfig"), required=())
     kubeconfig = kube.get("kubeconfig")
     if kubeconfig is not None and not isinstance(kubeconfig, str):
-        fail(f"{source}: kubernetes", f"kubeconfig must be a path, got {show(kubeconfig)}")
-    return ClusterSettings(
-        in_use=_IN_USE_MODES[mode],
-        contexts=_strings(kube.get("contexts", []), f"{source}: kubernetes", "contexts"),
-        kubeconfig=kubeconfig,
-        lease_namespace=namespace,
-        lease_seconds=positive_int(coordination.get("lease_seconds", 60), source, "lease_seconds"),
-    )
+        fail(loc, f"kubeconfig must be a path, got {show(kubeconfig)}")
+    contexts = _strings(kube.get("contexts", []), loc, "contexts")
+    return KubernetesSection(contexts=contexts, kubeconfig=kubeconfig)
+
+
+def parse_coordination(raw: object, loc: str) -> CoordinationSection:
+    coordination = mapping(raw, loc, "coordination", ("namespace", "lease_seconds"), required=())
+    namespace = coordination.get("namespace")
+    if namespace is not None and not (isinstance(namespace, str) and namespace):
+        fail(loc, f"namespace must be a name, got {show(namespace)}")
+    seconds = positive_int(coordination.get("lease_seconds", 60), loc, "lease_seconds")
+    return CoordinationSection(namespace=namespace, lease_seconds=seconds)
 
 
 def _entries(raw: object, source: str) -> tuple[RepositoryEntry, ...]:

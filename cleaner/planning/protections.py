@@ -12,11 +12,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Literal
 
 import semver
 
 from cleaner.planning.model import Decision, Image, Verdict
+from cleaner.planning.units import format_duration
+
+_short = partial(format_duration, units=1)
 
 SemverScope = Literal["none", "major", "minor"]
 SEMVER_SCOPES: tuple[SemverScope, ...] = ("none", "major", "minor")
@@ -97,11 +101,12 @@ class Screen:
                 return why
         if image.pushed_at > self.grace_cutoff:
             age, grace = self.now - image.pushed_at, self.protections.newer_than
-            return f"pushed {format_duration(age)} ago (grace {format_duration(grace)})"
+            age = max(age, timedelta(0))  # a clock ahead of ours
+            return f"{image.age_from} {_short(age)} ago (grace {_short(grace)})"
         pulled = image.last_pulled_at
         if self.pulled_cutoff is not None and pulled is not None and pulled > self.pulled_cutoff:
-            window = format_duration(self.now - self.pulled_cutoff)
-            return f"pulled {format_duration(self.now - pulled)} ago (within {window})"
+            window = _short(self.now - self.pulled_cutoff)
+            return f"pulled {_short(self.now - pulled)} ago (within {window})"
         return None
 
     def _tag_reason(self, tag: str) -> str | None:
@@ -184,24 +189,3 @@ def _floor(decisions: list[Decision], keep_at_least: int) -> list[Decision]:
 def _kept(decision: Decision, reason: str) -> Decision:
     rule = f", rule {decision.rule} would expire it" if decision.rule is not None else ""
     return decision._replace(verdict=Verdict.KEEP, reason=reason + rule)
-
-
-_DURATION = re.compile(r"(\d+)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: object) -> timedelta:
-    """`90s`, `15m`, `2h`, `30d`; ValueError otherwise."""
-    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 30d)")
-    return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
-
-
-def format_duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit in ("d", "h", "m"):
-        size = _UNIT_SECONDS[unit]
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"

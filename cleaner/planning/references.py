@@ -1,18 +1,18 @@
-"""Container image references, the set of images a cluster uses, and what that protects.
+"""Container image references, the set of images workloads use, and what that protects.
 
-Pure, like the planner: the Kubernetes adapter (`cleaner.in_use.kubernetes`) turns pod specs and
-statuses into an `InUse`; `in_use_protection` decides which images of one repository it keeps.
-The parsing follows Docker's reference grammar (github.com/distribution/reference) and its
-Docker Hub defaults, and is deliberately lenient where leniency only protects more.
+Pure, like the planner: in-use sources (`cleaner.in_use`) turn what their platforms report
+into an `InUse`; `in_use_protection` decides which images of one repository it keeps, asking
+the registry adapter whether a reference points into the repository. The parsing follows
+Docker's reference grammar (github.com/distribution/reference) and its Docker Hub defaults,
+and is deliberately lenient where leniency only protects more.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 from cleaner.planning.model import Image, Repository
 
@@ -26,11 +26,6 @@ _HOST = re.compile(r"(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:]+\])(?::[0-9]+)?"
 _PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-f]{32,}")
-# Every endpoint of one ECR registry: standard, FIPS, dualstack (`dkr-ecr...on.aws`), China.
-_ECR_HOST = re.compile(
-    r"(?P<account>[0-9]{12})\.dkr[.-]ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)"
-    r"\.(?:amazonaws\.com(?:\.cn)?|on\.aws)(?::443)?"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +82,8 @@ def split_host(name: str) -> tuple[str, str]:
     return (DOCKER_HUB if host == "index.docker.io" else host), rest
 
 
-def registry_key(host: str) -> str:
-    """One key for every endpoint of one registry, so a pod pulling through the FIPS or
-    dualstack endpoint still protects the image of the repository DescribeRepositories lists."""
-    match = _ECR_HOST.fullmatch(host.lower())
-    return f"ecr:{match['account']}:{match['region']}" if match else host.lower()
+Matcher = Callable[[ImageRef, Repository], bool]
+"""`Registry.matches`: does a reference point into this repository?"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +96,7 @@ class Use:
 
 @dataclass(frozen=True)
 class InUse:
-    """Every image reference the clusters use, each with who uses it."""
+    """Every image reference the workloads use, each with who uses it."""
 
     uses: frozenset[Use] = frozenset()
 
@@ -127,25 +119,16 @@ class InUse:
             index.setdefault(use.ref.path, []).append(use)
         return {path: tuple(uses) for path, uses in index.items()}
 
-    def for_repository(self, repository: Repository) -> tuple[Use, ...]:
-        """The uses whose host and path name this repository."""
-        own = parse_reference(repository.uri) if repository.uri else None
-        if own is None:
-            # No URI to compare: match the name on any ECR endpoint of the same account.
-            # Over-matching only keeps more; under-matching would delete a running image.
-            candidates = self._by_path.get(repository.name, ())
-            return tuple(u for u in candidates if _same_account(u.ref.host, repository))
-        key = registry_key(own.host)
-        return tuple(u for u in self._by_path.get(own.path, ()) if registry_key(u.ref.host) == key)
-
-
-def _same_account(host: str, repository: Repository) -> bool:
-    key = registry_key(host).split(":")
-    return key[0] == "ecr" and repository.registry_id in ("", key[1])
+    def for_repository(self, repository: Repository, matches: Matcher) -> tuple[Use, ...]:
+        """The uses that `matches` says point into this repository (same path, and a host
+        the registry answers to)."""
+        return tuple(
+            u for u in self._by_path.get(repository.name, ()) if matches(u.ref, repository)
+        )
 
 
 def in_use_protection(
-    repository: Repository, images: Sequence[Image], in_use: InUse
+    repository: Repository, images: Sequence[Image], in_use: InUse, matches: Matcher
 ) -> dict[str, str]:
     """Digest -> `in use: ...` for every image of the repository that a workload uses.
 
@@ -156,7 +139,7 @@ def in_use_protection(
     by_tag = {tag: image.digest for image in images for tag in image.tags}
     present = {image.digest for image in images}
     users: dict[str, set[str]] = {}
-    for use in in_use.for_repository(repository):
+    for use in in_use.for_repository(repository, matches):
         digest = use.ref.digest or by_tag.get(use.ref.tag or "")
         if digest in present:
             users.setdefault(digest, set()).add(use.who)
@@ -168,47 +151,3 @@ def in_use_reason(users: Iterable[str]) -> str:
     shown = ", ".join(ordered[:MAX_USERS_SHOWN])
     more = len(ordered) - MAX_USERS_SHOWN
     return f"in use: {shown}" + (f" +{more} more" if more > 0 else "")
-
-
-# Kubernetes objects, as the API's JSON: a pod, or a workload with a pod template.
-_CONTAINERS = ("containers", "initContainers", "ephemeralContainers")
-_STATUSES = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
-
-
-def workload_uses(kind: str, obj: Mapping[str, Any]) -> frozenset[Use]:
-    """The image uses of one object; odd or partial objects yield what they can, never raise."""
-    meta = json_object(obj.get("metadata"))
-    who = f"{meta.get('namespace', '')}/{kind}/{meta.get('name', '')}{_note(kind, obj)}"
-    refs = (parse_reference(text) for text in _image_texts(kind, obj))
-    return frozenset(Use(ref, who) for ref in refs if ref is not None)
-
-
-def _image_texts(kind: str, obj: Mapping[str, Any]) -> Iterator[object]:
-    spec = json_object(obj.get("spec"))
-    if kind == "CronJob":
-        spec = json_object(json_object(spec.get("jobTemplate")).get("spec"))
-    if kind != "Pod":
-        spec = json_object(json_object(spec.get("template")).get("spec"))
-    for key in _CONTAINERS:
-        yield from (c.get("image") for c in json_objects(spec.get(key)))
-    # The digest a pod actually runs: the only trace of it once its tag has moved on.
-    status = json_object(obj.get("status")) if kind == "Pod" else {}
-    for key in _STATUSES:
-        for state in json_objects(status.get(key)):
-            yield state.get("imageID")
-            yield state.get("image")
-
-
-def _note(kind: str, obj: Mapping[str, Any]) -> str:
-    if kind == "Pod":
-        phase = json_object(obj.get("status")).get("phase")
-        return f" ({phase.lower()})" if isinstance(phase, str) and phase else ""
-    return " (scaled to 0)" if json_object(obj.get("spec")).get("replicas") == 0 else ""
-
-
-def json_object(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def json_objects(value: object) -> list[Mapping[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

@@ -3,31 +3,24 @@
 `parse_event` classifies EventBridge deliveries; `parse_prune_request` reads POST /prune.
 Only a successful push asks for a prune. Every other well-formed event is acknowledged and
 ignored, which also stops loops: our own deletions come back as DELETE events. The digest
-is never validated, because AWS's own samples carry a 60-character one and the repository
-is what gets pruned (docs: ../shared/docs/ecr-facts.md section 3).
+is never validated, because the sample events in AWS's "Amazon ECR events and EventBridge"
+guide carry a 60-character one, and the repository is what gets pruned.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from cleaner.errors import InvalidRequest
+from cleaner.planning.names import is_repository_name
 
 ECR_SOURCE = "aws.ecr"
 IMAGE_ACTION = "ECR Image Action"
 
-# DescribeRepositories' pattern (ecr-facts section 2.5), written without nested capture groups.
-_REPOSITORY_PATTERN = re.compile(
-    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
-)
-REPOSITORY_NAME_MIN, REPOSITORY_NAME_MAX = 2, 256
 MAX_PRUNE_REPOSITORIES = 100
 PRUNE_FIELDS = frozenset({"repositories", "dry_run", "wait"})
-
-
-class InvalidRequest(ValueError):
-    """A body (an event or a prune request) that cannot be acted on; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +57,6 @@ class Scope:
         if self.region is not None and event.region != self.region:
             return f"region {event.region} is not served here (serving {self.region})"
         return None
-
-
-def is_repository_name(name: object) -> bool:
-    """ECR's own rule: 2-256 characters of the DescribeRepositories pattern (slashes allowed)."""
-    return (
-        isinstance(name, str)
-        and REPOSITORY_NAME_MIN <= len(name) <= REPOSITORY_NAME_MAX
-        and _REPOSITORY_PATTERN.fullmatch(name) is not None
-    )
 
 
 def parse_event(body: bytes) -> PushEvent | Ignored:

@@ -1,8 +1,8 @@
 """The HTTP edge: `make_app(deps)` builds the aiohttp application.
 
 Handlers parse, call and serialise; errors become JSON answers in one middleware. Push events
-are answered at once (EventBridge waits at most 5 s) and pruned in the background by the
-scheduler, which this module owns for the app's lifetime (`cleanup_ctx`).
+go to the intake and are answered at once (EventBridge waits at most 5 s); the scheduler
+prunes in the background, and this module owns it for the app's lifetime (`cleanup_ctx`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,33 +19,21 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
+from cleaner.errors import BacklogFull, InvalidRequest, Rejected
 from cleaner.output import report_to_json
 from cleaner.planning.model import iso_utc
+from cleaner.planning.names import is_repository_name
+from cleaner.ports import Status
 from cleaner.receiver.auth import TokenAuth
-from cleaner.receiver.events import (
-    Ignored,
-    InvalidRequest,
-    Scope,
-    is_repository_name,
-    parse_event,
-    parse_prune_request,
-)
+from cleaner.receiver.events import Scope, parse_prune_request
+from cleaner.receiver.intake import EventIntake
 from cleaner.receiver.metrics import InstrumentedPruner, Metrics
 from cleaner.receiver.openapi import openapi_document
-from cleaner.receiver.scheduler import (
-    BacklogFull,
-    Job,
-    JobState,
-    Pruner,
-    Rejected,
-    Scheduler,
-    SchedulerSettings,
-    Submission,
-)
+from cleaner.receiver.scheduler import Job, JobState, Pruner, Scheduler, SchedulerSettings
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 256 * 1024  # the issue's limit; EventBridge events are far smaller
+MAX_BODY = 256 * 1024  # EventBridge's own limit on an event's size, so no real event is refused
 BODY_TIMEOUT_S = 10.0
 """The whole body must arrive within this time after the headers (EventBridge sends it at once);
 a stalled client then gets 408 instead of holding a handler forever. Read at request time."""
@@ -66,6 +54,12 @@ class Deps:
     drain_timeout_s: float = 25.0
     """In-flight prunes get this long at shutdown; below Kubernetes' 30 s grace period."""
     metrics: Metrics = field(default_factory=Metrics)
+    readiness: tuple[ReadinessCheck, ...] = ()
+    """More reasons not to be ready (a consumer not running, say), asked on every /readyz."""
+
+
+ReadinessCheck = Callable[[], str | None]
+"""None when ready, else why not."""
 
 
 class Phase(enum.StrEnum):
@@ -77,6 +71,7 @@ class Phase(enum.StrEnum):
 @dataclass(slots=True)
 class Runtime:
     scheduler: Scheduler
+    intake: EventIntake
     phase: Phase = Phase.STARTING
 
 
@@ -114,10 +109,10 @@ def make_app(deps: Deps) -> web.Application:
     deps.metrics.watch(lambda: scheduler.depth, lambda: scheduler.running)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors, _authenticate])
     app[DEPS] = deps
-    app[RUNTIME] = Runtime(scheduler)
+    app[RUNTIME] = Runtime(scheduler, EventIntake(scheduler, deps.scope))
     app.cleanup_ctx.append(_lifetime)
     # `[\s\S]+`, not `.+`: a name with a newline must reach the handler and get its 400,
-    # not fall through to a 404 (schemathesis found it).
+    # not fall through to a 404.
     routes = [
         web.post(EVENTS_PATH, post_events),
         web.post("/prune", post_prune),
@@ -195,34 +190,20 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 async def post_events(request: web.Request) -> web.Response:
-    deps, scheduler = request.app[DEPS], request.app[RUNTIME].scheduler
+    deps, intake = request.app[DEPS], request.app[RUNTIME].intake
     try:
-        answer = _receive(deps.scope, scheduler, await read_body(request))
+        answer = intake.submit(await read_body(request))
     except (web.HTTPClientError, InvalidRequest, Rejected) as error:
         deps.metrics.count_event(_failure_status(error))
         raise
-    deps.metrics.count_event(answer["status"])
-    accepted = answer["status"] in (Submission.ACCEPTED, Submission.COALESCED)
-    return web.json_response(answer, status=202 if accepted else 200)
-
-
-def _receive(scope: Scope, scheduler: Scheduler, body: bytes) -> dict[str, str]:
-    event = parse_event(body)
-    if isinstance(event, Ignored):
-        return {"status": "ignored", "id": event.event_id, "reason": event.reason}
-    reason = scope.mismatch(event)
-    if reason is not None:
-        return {"status": "ignored", "id": event.event_id, "reason": reason}
-    outcome = scheduler.submit_push(event.event_id, event.repository)
-    if outcome is Submission.DUPLICATE:
-        return {"status": outcome.value, "id": event.event_id}
-    log.info(
-        "push to %s: prune %s",
-        event.repository,
-        outcome.value,
-        extra={"event_id": event.event_id, "repository": event.repository, "tag": event.tag},
-    )
-    return {"status": outcome.value, "id": event.event_id, "repository": event.repository}
+    deps.metrics.count_event(answer.status)
+    body = {"status": answer.status.value, "id": answer.id}
+    if answer.reason is not None:
+        body["reason"] = answer.reason
+    if answer.repository is not None:
+        body["repository"] = answer.repository
+    accepted = answer.status in (Status.ACCEPTED, Status.COALESCED)
+    return web.json_response(body, status=202 if accepted else 200)
 
 
 def _failure_status(error: Exception) -> str:
@@ -286,7 +267,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     phase = request.app[RUNTIME].phase
-    return web.json_response({"status": phase.value}, status=200 if phase is Phase.READY else 503)
+    if phase is not Phase.READY:
+        return web.json_response({"status": phase.value}, status=503)
+    reasons = [why for check in request.app[DEPS].readiness if (why := check()) is not None]
+    if reasons:
+        return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
+    return web.json_response({"status": phase.value})
 
 
 async def metrics(request: web.Request) -> web.Response:

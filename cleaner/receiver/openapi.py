@@ -9,14 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from cleaner import __version__
-from cleaner.receiver.events import MAX_PRUNE_REPOSITORIES, REPOSITORY_NAME_MAX
+from cleaner.planning.names import REPOSITORY_NAME_MAX, REPOSITORY_NAME_PATTERN
+from cleaner.receiver.events import MAX_PRUNE_REPOSITORIES
 
 JSON = "application/json"
 Schema = dict[str, Any]
-
-REPOSITORY_NAME_PATTERN = (
-    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
-)
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before trying again.",
@@ -64,14 +61,22 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["status"],
         "properties": {
-            "status": {"type": "string", "enum": ["ok", "ready", "starting", "draining"]}
+            "status": {
+                "type": "string",
+                "enum": ["ok", "ready", "starting", "draining", "not ready"],
+            },
+            "reasons": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Why it is not ready (with `not ready`).",
+            },
         },
     },
     "RepositoryName": {
         "type": "string",
         "minLength": 2,
         "maxLength": REPOSITORY_NAME_MAX,
-        "pattern": REPOSITORY_NAME_PATTERN,
+        "pattern": f"^{REPOSITORY_NAME_PATTERN}$",
         "description": "An ECR repository name; may contain slashes (`team/app`).",
     },
     "EventBridgeEvent": {
@@ -333,8 +338,11 @@ def _operations() -> dict[str, Schema]:
         "/healthz": _public("healthz", "Liveness", {"200": _json("Alive.", status)}),
         "/readyz": _public(
             "readyz",
-            "Readiness: 503 while starting or draining",
-            {"200": _json("Ready.", status), "503": _json("Starting or draining.", status)},
+            "Readiness: 503 while starting, draining, or a dependency is not ready",
+            {
+                "200": _json("Ready.", status),
+                "503": _json("Starting, draining, or not ready (see `reasons`).", status),
+            },
         ),
         "/metrics": _public(
             "metrics",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from cleaner.engine.core import DEFAULT_CONCURRENCY, Engine, SweepRequest
+from cleaner.engine import Engine, SweepRequest
+from cleaner.engine.core import DEFAULT_CONCURRENCY
 from cleaner.planning.model import RunReport
 from cleaner.planning.policy_file import PolicyFile
 

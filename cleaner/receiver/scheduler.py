@@ -8,7 +8,7 @@ Only a new pending repository or job takes backlog room; when the backlog is ful
 answers 429 so EventBridge retries later instead of losing the event.
 
 Every task is tracked: `close` stops intake, lets running work finish within a bound and
-cancels the rest. No aiohttp here; the HTTP layer maps `Rejected` to 429/503.
+cancels the rest. No transport here; each edge maps `Rejected` to its protocol (HTTP 429/503).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from cleaner.errors import BacklogFull, ShuttingDown
 from cleaner.planning.model import RunReport
+from cleaner.ports import Status
 
 log = logging.getLogger(__name__)
 
@@ -54,31 +56,6 @@ class SchedulerSettings:
     """What a refused caller is told to wait, in seconds (HTTP Retry-After)."""
     jobs_kept: int = 1000
     """Finished manual jobs kept for GET /jobs/{id}; the oldest are forgotten first."""
-
-
-class Rejected(Exception):
-    """New work was refused; retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class BacklogFull(Rejected):
-    """Too much work is waiting (HTTP 429)."""
-
-
-class ShuttingDown(Rejected):
-    """The scheduler is draining and takes no new work (HTTP 503)."""
-
-
-class Submission(enum.StrEnum):
-    ACCEPTED = "accepted"
-    """A new prune is pending for the repository."""
-    COALESCED = "coalesced"
-    """The repository already had a pending prune; this push rides on it."""
-    DUPLICATE = "duplicate"
-    """The event id was seen within the dedupe window; nothing to do."""
 
 
 class RecentIds:
@@ -162,6 +139,8 @@ class Scheduler:
         self._slots = asyncio.Semaphore(max(1, self.settings.max_prunes))
         self._pending: dict[str, float] = {}
         """repository -> loop time its debounce ends; present until its prune starts."""
+        self._settled: dict[str, asyncio.Future[bool]] = {}
+        """repository -> how its pending prune ends (True: without failures)."""
         self._running: set[str] = set()
         self._workers: set[str] = set()
         """Repositories whose worker task is alive (it loops while a prune is pending)."""
@@ -183,22 +162,29 @@ class Scheduler:
     def closing(self) -> bool:
         return self._closing.is_set()
 
-    def submit_push(self, event_id: str, repository: str) -> Submission:
-        """Ask for a prune of `repository` on behalf of event `event_id`."""
+    def submit_push(self, event_id: str, repository: str) -> Status:
+        """Ask for a prune of `repository` on behalf of event `event_id`: ACCEPTED,
+        COALESCED or DUPLICATE; raises BacklogFull or ShuttingDown."""
         if event_id in self._seen:  # nothing to do, so even a draining server can say so
-            return Submission.DUPLICATE
+            return Status.DUPLICATE
         self._check_open()
-        outcome = Submission.COALESCED
+        outcome = Status.COALESCED
         if repository not in self._pending:
             self._check_room()
             self._pending[repository] = self._now() + self.settings.debounce_s
-            outcome = Submission.ACCEPTED
+            self._settled[repository] = asyncio.get_running_loop().create_future()
+            outcome = Status.ACCEPTED
             if repository not in self._workers:
                 self._workers.add(repository)
                 self._spawn(self._work_on(repository), f"prune {repository}")
         # Remembered only once accepted: a 429'd event comes back with the same id.
         self._seen.add(event_id)
         return outcome
+
+    def pending(self, repository: str) -> asyncio.Future[bool] | None:
+        """How the repository's pending prune will end: True when it finished without
+        failures, False when it failed; cancelled if the server stops first."""
+        return self._settled.get(repository)
 
     def submit_job(self, repositories: tuple[str, ...], *, dry_run: bool) -> Job:
         """Queue a manual prune (() = every repository); it shares the global limit."""
@@ -257,13 +243,21 @@ class Scheduler:
                 async with self._slots:
                     # From here on a new push queues one more prune instead of merging.
                     del self._pending[repository]
+                    settled = self._settled.pop(repository)
                     self._running.add(repository)
                     try:
-                        await self._prune_one(repository)
+                        ok = await self._prune_one(repository)
+                    except BaseException:
+                        settled.cancel()
+                        raise
                     finally:
                         self._running.discard(repository)
+                    settled.set_result(ok)
         finally:
             self._pending.pop(repository, None)  # only left over when cancelled
+            left = self._settled.pop(repository, None)
+            if left is not None:
+                left.cancel()
             self._workers.discard(repository)
 
     async def _debounce(self, until: float) -> None:
@@ -274,12 +268,13 @@ class Scheduler:
             async with asyncio.timeout(delay):
                 await self._closing.wait()
 
-    async def _prune_one(self, repository: str) -> None:
+    async def _prune_one(self, repository: str) -> bool:
+        """One prune; True when it finished without failures."""
         try:
             report = await self._pruner.prune((repository,), dry_run=False)
         except Exception:  # one failed prune must not stop the worker or the server
             log.exception("prune of %s failed", repository, extra={"repository": repository})
-            return
+            return False
         deleted = sum(len(r.deleted) for r in report.repositories)
         log.info(
             "pruned %s: %d deleted%s",
@@ -288,6 +283,7 @@ class Scheduler:
             "" if report.ok else ", with failures",
             extra={"repository": repository, "deleted": deleted, "ok": report.ok},
         )
+        return report.ok
 
     async def _run_job(self, job: Job) -> None:
         try:

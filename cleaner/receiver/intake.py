@@ -1,0 +1,44 @@
+"""The `Intake` port for EventBridge events: parse, scope, dedupe, schedule.
+
+Every ingress edge (the HTTP `POST /events` today) hands the delivery's body here and maps
+the `Answer` to its own protocol. No transport here, so each edge classifies an event the
+same way.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cleaner.ports import Answer, Status
+from cleaner.receiver.events import Ignored, Scope, parse_event
+from cleaner.receiver.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+class EventIntake:
+    """EventBridge "ECR Image Action" deliveries in, coalesced prunes out."""
+
+    def __init__(self, scheduler: Scheduler, scope: Scope) -> None:
+        self.scheduler = scheduler
+        self.scope = scope
+
+    def submit(self, body: bytes) -> Answer:
+        """Raises InvalidRequest for a malformed body, Rejected when no work can be taken."""
+        event = parse_event(body)
+        if isinstance(event, Ignored):
+            return Answer(Status.IGNORED, event.event_id, reason=event.reason)
+        reason = self.scope.mismatch(event)
+        if reason is not None:
+            return Answer(Status.IGNORED, event.event_id, reason=reason)
+        status = self.scheduler.submit_push(event.event_id, event.repository)
+        if status is Status.DUPLICATE:
+            return Answer(status, event.event_id)
+        log.info(
+            "push to %s: prune %s",
+            event.repository,
+            status.value,
+            extra={"event_id": event.event_id, "repository": event.repository, "tag": event.tag},
+        )
+        settled = self.scheduler.pending(event.repository)
+        return Answer(status, event.event_id, event.repository, settled=settled)

@@ -1,0 +1,490 @@
+"""Process settings: flags and `CLEANER_*` variables, parsed once into one frozen `Settings`.
+
+Every option is declared once, in a table: its flag, its variable, its parser and its
+default. The command line wins over the environment, the environment over the default.
+argparse only collects strings, so reading `--help` or `--version` never looks at the
+environment; `parse_args` then checks every value before anything connects, and a bad one
+is a `ConfigError` naming the flag or variable (one line, exit 2). The files the settings
+name (the policy, the token) are read by the command, before anything connects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cleaner import __version__
+from cleaner.errors import ConfigError
+from cleaner.planning.model import Shard
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+OUTPUTS = ("text", "json")
+TOKEN_ENV = "CLEANER_TOKEN"  # noqa: S105 - the variable's name, not a secret
+SHOWN_MAX = 60  # characters of a bad value quoted back in an error
+
+
+# --- value parsers: each raises ValueError with what was expected --------------------------
+
+
+def integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise ValueError(f"expected a whole number {bound}")
+        return value
+
+    return parse
+
+
+def number(minimum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if not value >= minimum or value == float("inf"):  # also refuses nan
+            raise ValueError(f"expected a finite number >= {minimum:g}")
+        return value
+
+    return parse
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def text(value: str) -> str:
+    return value
+
+
+def throttle(value: str) -> tuple[str, float]:
+    operation, _, rate = value.partition("=")
+    tps = number(0)(rate) if rate else 0.0
+    if not operation or tps <= 0:
+        raise ValueError("expected OPERATION=TPS, e.g. BatchDeleteImage=20")
+    return operation, tps
+
+
+def shard(value: str) -> Shard:
+    index, _, count = value.partition("/")
+    try:
+        return Shard(int(index), int(count))
+    except ValueError:
+        raise ValueError("expected I/N with 0 <= I < N") from None
+
+
+# --- the option table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: where it comes from, how it is checked, what it is without either."""
+
+    flag: str
+    parse: Callable[[str], Any] = text
+    default: Any = None
+    env: str | None = None
+    help: str = ""
+    metavar: str | None = None
+    switch: bool = False
+    """A flag without a value (`--dry-run`): True when given."""
+    repeat: bool = False
+    """May be given more than once; the values form a tuple."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        where = [f"env {self.env}"] if self.env else []
+        if self.default not in (None, False, ()):
+            where.append(f"default {self.default}")
+        help_text = f"{self.help} ({', '.join(where)})" if where else self.help
+        if self.switch:
+            parser.add_argument(self.flag, action="store_true", default=None, help=help_text)
+        elif self.repeat:
+            parser.add_argument(self.flag, action="append", metavar=self.metavar, help=help_text)
+        else:
+            parser.add_argument(self.flag, metavar=self.metavar, help=help_text)
+
+    def value(self, namespace: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+        given = getattr(namespace, self.dest, None)
+        if given is not None:
+            return True if self.switch else self._parse(given, self.flag)
+        if self.env and environ.get(self.env, "") != "":
+            return self._parse_env(environ[self.env])
+        return self.default
+
+    def _parse(self, given: str | list[str], where: str) -> Any:
+        if isinstance(given, list):
+            return tuple(self._one(v, where) for v in given)
+        return self._one(given, where)
+
+    def _parse_env(self, raw: str) -> Any:
+        if self.switch:
+            return self._one(raw, self.env or self.flag, parse=_boolean)
+        return self._parse(raw, self.env or self.flag)
+
+    def _one(self, raw: str, where: str, parse: Callable[[str], Any] | None = None) -> Any:
+        try:
+            return (parse or self.parse)(raw)
+        except ValueError as error:
+            raise ConfigError(f"{where}={_shown(raw)}: {error}") from None
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _shown(value: str) -> str:
+    quoted = repr(value)
+    return quoted if len(quoted) <= SHOWN_MAX else quoted[: SHOWN_MAX - 4] + "...'"
+
+
+POLICY = Option("--policy", env="CLEANER_POLICY", metavar="FILE", help="policy file, YAML or JSON")
+CONCURRENCY = Option(
+    "--concurrency",
+    integer(1),
+    10,
+    "CLEANER_CONCURRENCY",
+    "most repositories pruned at once; each makes one registry call at a time",
+)
+LOG_LEVEL = Option(
+    "--log-level", one_of(*LOG_LEVELS), "INFO", "CLEANER_LOG_LEVEL", "stderr log level"
+)
+REGION = Option(
+    "--region",
+    env="AWS_REGION",
+    help="AWS region (else the AWS chain: AWS_DEFAULT_REGION, profile)",
+)
+ENDPOINT = Option("--endpoint-url", help="ECR endpoint (else AWS_ENDPOINT_URL_ECR, else AWS)")
+KUBECONFIG = Option("--kubeconfig", metavar="FILE", help="kubeconfig for in-use protection")
+KUBE_CONTEXT = Option(
+    "--kube-context",
+    repeat=True,
+    default=(),
+    metavar="CONTEXT",
+    help="a cluster sharing this registry; repeatable (default: the policy's, or the current)",
+)
+OUTPUT = Option("--output", one_of(*OUTPUTS), "text", help="text for people, json for machines")
+DRY_RUN = Option("--dry-run", switch=True, default=False, help="plan only, delete nothing")
+AUDIT_LOG = Option(
+    "--audit-log", env="CLEANER_AUDIT_LOG", metavar="FILE", help="append a JSON line per deletion"
+)
+SHARD = Option("--shard", shard, metavar="I/N", help="only shard I of N (0-based)")
+SHARDS = Option(
+    "--shards",
+    integer(1),
+    metavar="N",
+    help="N shards; this pod's index comes from JOB_COMPLETION_INDEX (an Indexed Job)",
+)
+
+SERVE_OPTIONS = (
+    Option("--host", default="0.0.0.0", env="CLEANER_HOST", help="address to listen on"),  # noqa: S104 - a container service
+    Option("--port", integer(0, 65535), 8080, "CLEANER_PORT", "port to listen on (0: any free)"),
+    Option("--token-file", env="CLEANER_TOKEN_FILE", metavar="FILE", help=f"else env {TOKEN_ENV}"),
+    Option(
+        "--insecure-no-auth",
+        switch=True,
+        default=False,
+        help="start without a token: anyone who reaches the port can prune (local use only)",
+    ),
+    Option("--account", env="CLEANER_ACCOUNT", help="ignore events for other accounts"),
+    Option("--max-prunes", integer(1), 4, "CLEANER_MAX_PRUNES", "prunes at once"),
+    Option("--debounce", number(0), 1.0, "CLEANER_DEBOUNCE", "seconds to collect a burst"),
+    Option("--max-backlog", integer(1), 1000, "CLEANER_MAX_BACKLOG", "waiting work before 429"),
+    Option("--dedupe-window", number(0), 600.0, "CLEANER_DEDUPE_WINDOW", "seconds an id is kept"),
+    Option("--drain-timeout", number(0), 25.0, "CLEANER_DRAIN_TIMEOUT", "seconds at shutdown"),
+)
+EMULATOR_OPTIONS = (
+    Option("--host", default="127.0.0.1", help="address to listen on"),
+    Option("--port", integer(0, 65535), 5000, help="port to listen on"),
+    Option("--seed", one_of("demo", "none"), "none", help="images to start with"),
+    Option("--latency-ms", number(0), 0.0, help="added to every answer"),
+    Option(
+        "--throttle",
+        throttle,
+        (),
+        repeat=True,
+        metavar="OPERATION=TPS",
+        help="rate-limit one operation, e.g. BatchDeleteImage=20 (repeatable)",
+    ),
+    Option("--error-rate", number(0), 0.0, help="share of calls that answer 500"),
+)
+
+
+LOG_FORMAT = Option("--log-format", one_of(*LOG_FORMATS), "text", "CLEANER_LOG_FORMAT", "log lines")
+ENGINE_OPTIONS = (POLICY, CONCURRENCY, REGION, ENDPOINT, KUBECONFIG, KUBE_CONTEXT)
+LOG_OPTIONS = (LOG_LEVEL, LOG_FORMAT)
+COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
+    "plan": (
+        "show what a policy would keep and expire; never deletes",
+        (*ENGINE_OPTIONS, *LOG_OPTIONS, OUTPUT),
+    ),
+    "sweep": (
+        "plan, then delete what the policy expires (unless --dry-run)",
+        (*ENGINE_OPTIONS, *LOG_OPTIONS, OUTPUT, DRY_RUN, AUDIT_LOG, SHARD, SHARDS),
+    ),
+    "serve": (
+        "receive EventBridge push events and prune at once",
+        # A service's logs go to a log shipper: JSON unless asked otherwise.
+        (*ENGINE_OPTIONS, LOG_LEVEL, replace(LOG_FORMAT, default="json"), *SERVE_OPTIONS),
+    ),
+    "validate": ("check a policy file; exit 2 if it is invalid", LOG_OPTIONS),
+    "emulator": ("serve a local ECR-compatible API", (*EMULATOR_OPTIONS, *LOG_OPTIONS)),
+    # The demo brings its own emulator and policy and reads no cluster; its output is the
+    # report itself, so it logs only warnings unless asked.
+    "demo": (
+        "run plan and sweep against a seeded local emulator",
+        (CONCURRENCY, replace(LOG_LEVEL, default="WARNING"), LOG_FORMAT),
+    ),
+}
+POSITIONALS = {
+    "plan": ("repositories", "*", "REPOSITORY", "default: every repository a policy entry matches"),
+    "sweep": (
+        "repositories",
+        "*",
+        "REPOSITORY",
+        "default: every repository a policy entry matches",
+    ),
+    "validate": ("file", None, "FILE", "the policy file"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Strings only: values are checked by `parse_args`, after --help and --version."""
+    parser = argparse.ArgumentParser(
+        prog="ecr-cleaner",
+        description="Prune Amazon ECR repositories with exact lifecycle-policy semantics.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (summary, options) in COMMANDS.items():
+        command = sub.add_parser(name, help=summary, description=summary)
+        if name in POSITIONALS:
+            dest, nargs, metavar, help_text = POSITIONALS[name]
+            command.add_argument(dest, nargs=nargs, metavar=metavar, help=help_text)
+        for option in options:
+            option.add_to(command)
+    return parser
+
+
+# --- the settings ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "INFO"
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """What every command that runs the engine needs."""
+
+    policy_path: str
+    concurrency: int = 10
+    region: str | None = None
+    endpoint_url: str | None = None
+    kubeconfig: str | None = None
+    kube_contexts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """`plan` and `sweep`."""
+
+    repositories: tuple[str, ...] = ()
+    output: str = "text"
+    apply: bool = False
+    """A sweep without --dry-run; a plan never applies."""
+    audit_log: str | None = None
+    shard: Shard | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    host: str = "0.0.0.0"  # noqa: S104 - a container service
+    port: int = 8080
+    token_file: str | None = None
+    insecure_no_auth: bool = False
+    account: str | None = None
+    max_prunes: int = 4
+    debounce_s: float = 1.0
+    max_backlog: int = 1000
+    dedupe_window_s: float = 600.0
+    drain_timeout_s: float = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorSettings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    seed: str = "none"
+    latency_ms: float = 0.0
+    throttle: tuple[tuple[str, float], ...] = ()
+    error_rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    concurrency: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything one invocation was asked to do, checked."""
+
+    command: str
+    log: LogSettings = field(default_factory=LogSettings)
+    engine: EngineSettings | None = None
+    run: RunSettings | None = None
+    serve: ServeSettings | None = None
+    emulator: EmulatorSettings | None = None
+    demo: DemoSettings | None = None
+    file: str | None = None
+    """`validate FILE`."""
+
+
+def parse_args(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> Settings:
+    """The command line (argparse exits 2 on bad usage, 0 on --help), then every value
+    checked; ConfigError names the first bad flag or variable."""
+    namespace = build_parser().parse_args(argv)
+    command: str = namespace.command
+    _, options = COMMANDS[command]
+    values = {option.dest: option.value(namespace, environ) for option in options}
+    return Settings(
+        command=command,
+        log=LogSettings(values["log_level"], values["log_format"]),
+        engine=_engine(values, command, environ),
+        run=_run(values, namespace, command, environ),
+        serve=_serve(values, environ) if command == "serve" else None,
+        emulator=_emulator(values) if command == "emulator" else None,
+        demo=DemoSettings(values["concurrency"]) if command == "demo" else None,
+        file=getattr(namespace, "file", None),
+    )
+
+
+def _engine(
+    values: Mapping[str, Any], command: str, environ: Mapping[str, str]
+) -> EngineSettings | None:
+    if command not in ("plan", "sweep", "serve"):
+        return None
+    if not values["policy"]:
+        raise ConfigError("--policy FILE is required (or set CLEANER_POLICY)")
+    return EngineSettings(
+        policy_path=values["policy"],
+        concurrency=values["concurrency"],
+        region=values["region"],
+        endpoint_url=values["endpoint_url"],
+        kubeconfig=values["kubeconfig"],
+        kube_contexts=values["kube_context"],
+    )
+
+
+def _run(
+    values: Mapping[str, Any],
+    namespace: argparse.Namespace,
+    command: str,
+    environ: Mapping[str, str],
+) -> RunSettings | None:
+    if command not in ("plan", "sweep"):
+        return None
+    repositories = tuple(namespace.repositories)
+    chosen = _shard(values.get("shard"), values.get("shards"), environ)
+    if chosen is not None and repositories:
+        raise ConfigError("--shard splits the listed registry; do not also name repositories")
+    return RunSettings(
+        repositories=repositories,
+        output=values["output"],
+        apply=command == "sweep" and not values["dry_run"],
+        audit_log=values.get("audit_log"),
+        shard=chosen,
+    )
+
+
+def _shard(pinned: Shard | None, count: int | None, environ: Mapping[str, str]) -> Shard | None:
+    """`--shard I/N`, or `--shards N` with the index from an Indexed Job's JOB_COMPLETION_INDEX."""
+    if pinned is not None:
+        return pinned
+    if count is None:
+        return None
+    index = environ.get("JOB_COMPLETION_INDEX")
+    if index is None:
+        raise ConfigError("--shards needs JOB_COMPLETION_INDEX (an Indexed Job), or use --shard")
+    try:
+        return Shard(int(index), count)
+    except ValueError:
+        raise ConfigError(
+            f"JOB_COMPLETION_INDEX={_shown(index)}: expected 0 <= index < --shards {count}"
+        ) from None
+
+
+def _serve(values: Mapping[str, Any], environ: Mapping[str, str]) -> ServeSettings:
+    return ServeSettings(
+        host=values["host"],
+        port=values["port"],
+        token_file=values["token_file"],
+        insecure_no_auth=values["insecure_no_auth"],
+        account=values["account"],
+        max_prunes=values["max_prunes"],
+        debounce_s=values["debounce"],
+        max_backlog=values["max_backlog"],
+        dedupe_window_s=values["dedupe_window"],
+        drain_timeout_s=values["drain_timeout"],
+    )
+
+
+def _emulator(values: Mapping[str, Any]) -> EmulatorSettings:
+    return EmulatorSettings(
+        host=values["host"],
+        port=values["port"],
+        seed=values["seed"],
+        latency_ms=values["latency_ms"],
+        throttle=values["throttle"],
+        error_rate=values["error_rate"],
+    )
+
+
+def load_token(settings: ServeSettings, environ: Mapping[str, str] = os.environ) -> str | None:
+    """--token-file wins over CLEANER_TOKEN; no token at all is an error unless insecure.
+
+    Read when the receiver starts (before it connects), not while parsing, so that the
+    settings stay a description of the command line and the environment.
+    """
+    token_file, token = settings.token_file, environ.get(TOKEN_ENV)
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            why = getattr(error, "strerror", None) or error
+            raise ConfigError(f"--token-file {token_file}: {why}") from error
+    token = token.strip() if token else None
+    if token:
+        return token
+    if settings.insecure_no_auth:
+        return None
+    raise ConfigError(
+        f"no token: set {TOKEN_ENV} or --token-file (or --insecure-no-auth for local use)"
+    )
