@@ -1,4 +1,4 @@
-"""The issue's targets as checks, and the Markdown table `make bench` writes."""
+"""The benchmark's targets as checks, and the Markdown table `make bench` writes."""
 
 from __future__ import annotations
 

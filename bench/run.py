@@ -1,4 +1,4 @@
-"""Benchmarks of issue 8: sweep vs the rate-limit bound and the baseline, receiver latency,
+"""Benchmarks: sweep vs the rate-limit bound and the baseline, receiver latency,
 planner cost. `bench/run.py [--quick] --json OUT.json [--markdown RESULTS.md]`.
 
 Prints one PASS/FAIL line per target and exits 1 when one fails (bench/README.md).

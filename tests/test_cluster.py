@@ -74,7 +74,7 @@ async def test_pods_are_listed_page_by_page(
 
 
 async def test_what_the_cluster_runs_or_will_run_is_kept(api: client.ApiClient) -> None:
-    """The issue's scenario: moved tag, digest pin scaled to zero, CronJob tag; rest free."""
+    """A moved tag, a digest pin scaled to zero, a CronJob's tag are kept; the rest is free."""
     running, moved_to, pinned, nightly, unused = (digest(n) for n in range(1, 6))
     images = [
         Image(running, (), datetime(2025, 1, 1, tzinfo=UTC)),  # v1 used to point here

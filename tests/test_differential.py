@@ -372,10 +372,10 @@ def test_the_plan_is_the_reference_verdict(pushes: list[Push], policy: PolicyFil
 
 @pytest.mark.parametrize("version", ["v1.0.0", "v3.0.0"], ids=["lower", "higher"])
 def test_a_versioned_platform_manifest_is_not_a_release(version: str) -> None:
-    """Before commit 6f3db46 the planner ranked the versions of dependents separately, a
-    second "top 1" (the property above found it); since then versions rank among top-level
-    images only. A platform manifest tagged with a version, lower or higher than the
-    releases', is not kept by `semver` and follows its expired index."""
+    """Versions rank among top-level images only: ranking a dependent's versions on their
+    own would keep a second "top 1" (the property above found it once). A platform manifest
+    tagged with a version, lower or higher than the releases', is not kept by `semver` and
+    follows its expired index."""
     store = RegistryStore()
     child = make_manifest("child")
     index = index_manifest([descriptor(child, platform=PLATFORMS[0])])

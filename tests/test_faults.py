@@ -1,4 +1,4 @@
-"""Issue 9: faults, a crash mid-sweep, re-verification before deleting, and the audit trail.
+"""Faults, a crash mid-sweep, re-verification before deleting, and the audit trail.
 
 Every run must end in exactly the planned state, with an exit code that tells the truth.
 """

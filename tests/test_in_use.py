@@ -1,7 +1,7 @@
-"""Issue 6 end to end: a sweep through the CLI keeps what the cluster runs, fails closed, and
-prunes of one repository serialise through the Lease.
+"""In-use protection end to end: a sweep through the CLI keeps what the cluster runs, fails
+closed, and prunes of one repository serialise through the Lease.
 
-The cluster is kmock's KubernetesEmulator (extended server-side, see tests/test_cluster.py)
+The cluster is kmock's KubernetesEmulator (extended server-side, see tests/support/kube.py)
 reached by the real kubernetes-asyncio client through a kubeconfig file; the registry is the
 emulator or moto, over HTTP.
 """

@@ -378,7 +378,7 @@ def test_invalid_policy_is_rejected_with_a_message_naming_the_field(doc: Any, me
     assert message in str(caught.value)
 
 
-# The AWS examples (ecr-facts section 1.6), as documents.
+# The AWS examples ("Examples of lifecycle policies in Amazon ECR"), as documents.
 M_A = """{"rules":[
  {"rulePriority":1,"description":"Rule 1","selection":{"tagStatus":"tagged","tagPatternList":["prod*"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}},
  {"rulePriority":2,"description":"Rule 2","selection":{"tagStatus":"tagged","tagPatternList":["beta*"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"""  # noqa: E501

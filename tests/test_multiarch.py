@@ -1,4 +1,4 @@
-"""Issue 4 end to end: indexes, attestations, signatures and referrers follow their parent.
+"""End to end: indexes, attestations, signatures and referrers follow their parent.
 
 Each scenario is seeded on the emulator and on moto, then swept through the CLI; the sweep
 must report no failures and leave exactly the expected images.

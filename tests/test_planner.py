@@ -39,8 +39,9 @@ def reasons(images: Iterable[Image], pol: LifecyclePolicy) -> dict[str, str]:
     return {name(d): d.reason for d in evaluate(images, pol, NOW)}
 
 
-# --- The six AWS worked examples (ecr-facts section 1.6), each with the current pattern
-# lists and with the pre-2024 prefix lists, which the archived page says give the same result.
+# --- The six AWS worked examples ("Examples of lifecycle policies in Amazon ECR"), each with
+# the current pattern lists and with the pre-2024 prefix lists, which the archived page says
+# give the same result.
 
 M_REPO = [
     image("A", ["beta-1", "prod-1"], 10),

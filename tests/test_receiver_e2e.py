@@ -1,5 +1,5 @@
 """The receiver end to end: real aiohttp server on a socket, the real engine and EcrRegistry
-over HTTP, against our emulator and against moto. One test per "Done when" line of issue 5.
+over HTTP, against our emulator and against moto.
 """
 
 from __future__ import annotations

@@ -99,11 +99,19 @@ async def test_own_rules_are_the_parsed_lifecycle_policy_or_none(backend: Backen
 
 async def test_a_repository_by_name_carries_its_uri(backend: Backend) -> None:
     seed(backend, "team/app", 1)
+    seed(backend, "team/web", 1)
     async with EcrRegistry.connect(endpoint_url=backend.endpoint_url) as registry:
-        found = await registry.repository("team/app")
         with pytest.raises(RepositoryNotFoundError):
-            await registry.repository("team/none")
+            await registry.repository("team/none")  # nothing learned yet: asked, and absent
+        found = await registry.repository("team/app")
+        web = await registry.repository("team/web")  # the host is known now: no call
+        missing = await registry.repository("team/none")
+        with pytest.raises(RepositoryNotFoundError):
+            await registry.images(missing)  # a name that does not exist fails at its listing
     assert found.uri.endswith(".amazonaws.com/team/app") and found.registry_id.isdigit()
+    assert web.uri == found.uri.replace("team/app", "team/web")
+    if isinstance(backend, EmulatorBackend):
+        assert backend.store.calls["DescribeRepositories"] == 2
 
 
 async def test_manifests_are_read_100_a_call(emulator: EmulatorBackend) -> None:

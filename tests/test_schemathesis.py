@@ -1,4 +1,4 @@
-"""Schemathesis against the receiver's own /openapi.json (issue 9, point 4).
+"""Schemathesis against the receiver's own /openapi.json.
 
 The real app, the real engine and the emulator run in a background thread with their own
 event loop, on a real port, because schemathesis calls the API synchronously (requests).

@@ -1,9 +1,10 @@
 """Adaptive client-side rate control per operation (AIMD on a paced rate).
 
-ECR publishes no rate for DescribeImages or BatchDeleteImage (ecr-facts §2.8): the only
-signal is `ThrottlingException`. Retrying alone keeps sending at the same pace, so every
-throttled answer wastes a round trip and a backoff sleep in some repository's chain. Instead
-each operation learns its rate from the answers:
+ECR publishes no rate for DescribeImages or BatchDeleteImage (its service quotas page lists
+BatchGetImage and the layer calls only): the only signal is `ThrottlingException`. Retrying
+alone keeps sending at the same pace, so every throttled answer wastes a round trip and a
+backoff sleep in some repository's chain. Instead each operation learns its rate from the
+answers:
 
 - Until the first throttle an operation is unlimited: `acquire` costs a dict lookup, so an
   unthrottled sweep runs exactly as fast as without a limiter.

@@ -232,7 +232,8 @@ def referrer_manifest(
 
 
 def cosign_signature_manifest(subject_digest: str, *, seed: object = 0) -> str:
-    """A cosign tag-scheme signature: a plain OCI image with no `subject` (ecr-facts §5)."""
+    """A cosign tag-scheme signature: a plain OCI image with no `subject`, tagged
+    `sha256-<hex>.sig` (sigstore/cosign's tag scheme)."""
     return make_manifest(
         f"cosign:{subject_digest}:{seed}",
         layers=(250,),

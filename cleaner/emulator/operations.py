@@ -33,7 +33,7 @@ Operation = Callable[[RegistryStore, Body], Body]
 Items = Iterator[tuple[int, list[Body]]]
 
 # Without acceptedMediaTypes ECR serves single manifests only; an index has to be asked for
-# explicitly (ecr-facts §1.7). Schema 1 conversion is not modelled.
+# explicitly (the BatchGetImage API reference). Schema 1 conversion is not modelled.
 DEFAULT_ACCEPTED = (DOCKER_MANIFEST, OCI_MANIFEST)
 MUTABILITIES = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
 

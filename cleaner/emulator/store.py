@@ -1,4 +1,5 @@
-"""In-memory ECR registry state with ECR's documented semantics (ecr-facts §1.7, §2, §5).
+"""In-memory ECR registry state with ECR's documented semantics (the API reference, "How
+lifecycle policies work" on manifest lists, and "Deleting an image" on OCI referrers).
 
 No HTTP here: the server turns requests into these calls, and tests, the demo and the
 benchmarks seed state directly through the same methods (no wire round trips).
@@ -270,7 +271,8 @@ class RegistryStore:
             )
 
     def _remove(self, repo: RepositoryState, image: StoredImage) -> None:
-        # Referrers of a deleted subject stay: only lifecycle expiry cascades (ecr-facts §5).
+        # Referrers of a deleted subject stay: only lifecycle expiry cascades ("Deleting
+        # image artifacts" in the ECR user guide).
         del repo.images[image.digest]
         repo.order.remove(image.digest)
         for tag in image.tags:

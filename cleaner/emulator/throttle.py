@@ -1,7 +1,8 @@
 """Per-operation token buckets, so the emulator can throttle like ECR does under load.
 
-ECR publishes no TPS for DescribeImages, ListImages or BatchDeleteImage (ecr-facts §2.8),
-so rates are whatever a test or benchmark configures; nothing is limited by default.
+ECR publishes no TPS for DescribeImages, ListImages or BatchDeleteImage (its service quotas
+page lists BatchGetImage and the layer calls only), so rates are whatever a test or
+benchmark configures; nothing is limited by default.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Parse and validate an ECR lifecycle policy document into a `LifecyclePolicy`.
 
-Pure: no I/O. Every check below comes from the ECR documentation (see
-/work/shared/docs/ecr-facts.md section 1); each error names the rule and the field, so a
+Pure: no I/O. Every check below comes from the ECR documentation ("Lifecycle policy
+properties", docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html,
+and the service quotas page); each error names the rule and the field, so a
 user can fix a policy without guessing, e.g.
 `policy: rules[2] (rulePriority 3): tagStatus "tagged" needs tagPatternList or tagPrefixList`.
 """

@@ -144,8 +144,8 @@ class Decision(NamedTuple):
     """One image's verdict and the reason for it.
 
     A NamedTuple rather than a frozen dataclass like its neighbours: a plan makes one per
-    image, and a frozen dataclass's `__init__` costs three times as much (1.5 us against
-    0.5 us on the benchmark machine; a tenth of planning 100,000 images).
+    image, and a frozen dataclass's `__init__` costs about three times as much (bench/plan.py
+    measures planning).
     """
 
     image: Image

@@ -1,7 +1,8 @@
 """The pure lifecycle evaluator: which images would an ECR lifecycle policy expire, and why.
 
-No clock, no I/O: `now` is an argument. This follows the ECR evaluation rules
-(ecr-facts.md section 1.3, and the AWS worked examples in section 1.6):
+No clock, no I/O: `now` is an argument. This follows the evaluation rules of "How lifecycle
+policies work" (docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html) and
+the worked examples of "Examples of lifecycle policies in Amazon ECR":
 
 - Rules are applied by priority, lowest number first, and "An image is expired or archived by
   exactly one or zero rules."

@@ -8,6 +8,7 @@ they report (moto, for one, leaves deleted untagged images out of `imageIds`).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -110,6 +111,9 @@ class EcrRegistry:
         on_call: CallHook | None = None,
         limiter: Limiter | None = None,
     ) -> None:
+        self._registry: tuple[str, str] | None = None
+        """(URI host, registry id), learned from the first repository described."""
+        self._learning = asyncio.Lock()
         self._api = AwsApi(
             client,
             error=RegistryError,
@@ -153,20 +157,33 @@ class EcrRegistry:
     async def repositories(self) -> list[Repository]:
         found: list[Repository] = []
         async for page in self._api.pages("DescribeRepositories", maxResults=PAGE_SIZE):
-            found.extend(_repository(r) for r in page.get("repositories", ()))
+            found.extend(self._learn(_repository(r)) for r in page.get("repositories", ()))
         return found
 
     async def repository(self, name: str) -> Repository:
-        page = await self._api.call("DescribeRepositories", repositoryNames=[name])
-        listed = [_repository(r) for r in page.get("repositories", ())]
-        match = next((r for r in listed if r.name == name), None)
-        if match is None:
+        """The repository with its URI. Every repository of one registry shares the URI's
+        host, so only the first name costs a DescribeRepositories call; a name that does
+        not exist fails at its first listing (RepositoryNotFoundError) either way."""
+        async with self._learning:
+            if self._registry is None:
+                page = await self._api.call("DescribeRepositories", repositoryNames=[name])
+                for found in page.get("repositories", ()):
+                    self._learn(_repository(found))
+        if self._registry is None:
             raise RepositoryNotFoundError(
                 f"DescribeRepositories: {name} not found",
                 code="RepositoryNotFoundException",
                 operation="DescribeRepositories",
             )
-        return match
+        host, registry_id = self._registry
+        return Repository(name, f"{host}/{name}", registry_id)
+
+    def _learn(self, repository: Repository) -> Repository:
+        """Remember the registry's host and id from a repository the registry described."""
+        host, slash, _ = repository.uri.partition("/")
+        if self._registry is None and slash and repository.registry_id:
+            self._registry = (host, repository.registry_id)
+        return repository
 
     async def images(self, repository: Repository) -> list[Image]:
         """Every ACTIVE image of the repository, in pages of 1000."""

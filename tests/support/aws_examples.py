@@ -1,4 +1,6 @@
-"""The six worked examples of the AWS lifecycle-policy documentation (ecr-facts.md §1.6).
+"""The six worked examples of the AWS lifecycle-policy documentation ("Examples of
+lifecycle policies in Amazon ECR",
+docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_examples.html).
 
 Each repository is (name, tags, age); ages are hours before "now". Where the documentation
 says two images are both "1 day" old but the result needs one to be newer (ALL-B: D and E),

@@ -1,4 +1,4 @@
-"""A deliberately simple reference evaluator, written from the README and ecr-facts.md alone.
+"""A deliberately simple reference evaluator, written from the README and the AWS pages alone.
 
 It shares nothing with `cleaner/` but the data classes (`Image`, `Rule`, `Protections`,
 `Safety`) and the policy parser that builds them. Everything is plain loops over small lists;
@@ -7,20 +7,20 @@ planner, engine and emulator against it.
 
 The steps, each from the documents:
 
-1. Links (ecr-facts 1.7 and 5, README "multi-arch"): an index is the parent of every manifest
-   it lists (attestations included); an OCI referrer is a dependent of its `subject`; an image
-   whose tags are ALL cosign tags (`sha256-<64 hex>.sig|.att|.sbom`) is a dependent of the
-   digest(s) its tags name. Only parents present in the repository count. A referrer or
-   cosign artifact with no present parent is an orphan artifact; an index child whose indexes
-   are gone is an ordinary image.
+1. Links (README "multi-arch"; the OCI image spec's index and `subject`): an index is the
+   parent of every manifest it lists (attestations included); an OCI referrer is a dependent
+   of its `subject`; an image whose tags are ALL cosign tags (`sha256-<hex>.sig|.att|.sbom`,
+   64 hex digits) is a dependent of the digest(s) its tags name. Only parents present
+   in the repository count. A referrer or cosign artifact with no present parent is an orphan
+   artifact; an index child whose indexes are gone is an ordinary image.
 2. ECR lifecycle rules rank and decide the top-level images only (no parent, not an orphan),
    exactly as the ECR documentation describes (README "Which images go first").
 3. Protections (tags glob, tag_regex full match, semver top N, newer_than, pulled_within)
    turn an expiry into a keep for ANY image; then keep_at_least keeps the newest expired
    top-level images until that many top-level images stay. Semantic versions are ranked
    among the top-level images only: "a platform manifest is not a release of its own"
-   (the maintainers' reading of "the images that hold the N highest semantic versions",
-   commit 6f3db46); a tag names one image, so only top-level images are kept by it.
+   (the maintainers' reading of "the images that hold the N highest semantic versions");
+   a tag names one image, so only top-level images are kept by it.
 4. A dependent is kept if it is protected itself or any of its parents is kept, and expired
    when every parent is expired. An orphan artifact is expired unless protected.
 """
