@@ -12,7 +12,8 @@ from cleaner import wiring
 from cleaner.emulator import RegistryStore, running, seed_demo
 from cleaner.engine import Engine, SweepRequest
 from cleaner.output import render_text
-from cleaner.planning.policy_file import PolicyFile, decode, parse_policy_file
+from cleaner.planning.documents import decode
+from cleaner.planning.policy_file import PolicyFile, parse_policy_file
 from cleaner.planning.units import format_bytes
 from cleaner.ports import Registry
 from cleaner.settings import EngineSettings

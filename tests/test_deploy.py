@@ -29,7 +29,8 @@ import yaml
 from cleaner import __version__
 from cleaner.errors import ConfigError
 from cleaner.in_use.workloads import KINDS
-from cleaner.planning.policy_file import decode, parse_policy_file
+from cleaner.planning.documents import decode
+from cleaner.planning.policy_file import parse_policy_file
 from cleaner.receiver.auth import API_KEY_HEADER
 from cleaner.receiver.http import PUBLIC_PATHS
 from cleaner.receiver.openapi import openapi_document

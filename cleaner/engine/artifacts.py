@@ -21,6 +21,7 @@ Manifests never change under a digest, so what was parsed from them is cached fo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -115,7 +116,8 @@ async def load_graph(
         found = await _probe_referrers(source, repository, images, unread, referrer_probes)
         subjects.update(found)
     children = {d: f.children for d, f in known.items() if f.children}
-    return build_graph(images, children, subjects)
+    # In a worker thread, like planning: pure CPU that grows with the repository.
+    return await asyncio.to_thread(build_graph, images, children, subjects)
 
 
 async def _probe_referrers(

@@ -159,6 +159,10 @@ class _Sweep:
         except CleanerError as error:
             log.error("%s: %s", name, error)
             return RepositoryReport(repository=name, error=str(error))
+        # Anything else is a bug, but still this repository's: the run goes on and reports.
+        except Exception as error:
+            log.exception("%s: internal error", name)
+            return RepositoryReport(repository=name, error=f"internal error: {error!r}"[:500])
 
     async def _plan_and_apply(self, repository: Repository) -> RepositoryReport:
         name = repository.name
@@ -191,7 +195,10 @@ class _Sweep:
         held = {}
         if in_use is not None:
             held = in_use_protection(repository, images, in_use, registry.matches)
-        plan = plan_repository(
+        # In a worker thread: a large repository takes a second of CPU, and the receiver's
+        # event loop must keep answering meanwhile.
+        plan = await asyncio.to_thread(
+            plan_repository,
             repository.name,
             images,
             lifecycle,

@@ -31,10 +31,17 @@ def mapping(
     return value
 
 
-def positive_int(value: object, loc: str, field: str) -> int:
+MAX_COUNT = 2**31 - 1
+"""The largest count a policy may hold: ECR's own integers (countNumber, rulePriority) are
+32-bit, and bounding every count keeps what `validate` accepts plannable."""
+
+
+def positive_int(value: object, loc: str, field: str, maximum: int = MAX_COUNT) -> int:
     # bool is a subclass of int in Python, but `true` is not an integer in JSON.
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         fail(loc, f"{field} must be a positive integer, got {show(value)}")
+    if value > maximum:
+        fail(loc, f"{field} must be at most {maximum}, got {show(value)}")
     return value
 
 
@@ -49,13 +56,33 @@ def choices(values: Iterable[str]) -> str:
     return " or ".join(f'"{v}"' for v in values)
 
 
+SHOWN_MAX = 60
+
+
 def show(value: object) -> str:
-    """Render a bad value as JSON, so `null`, `true` and `"5"` read as the user wrote them."""
+    """Render a bad value as JSON, so `null`, `true` and `"5"` read as the user wrote them.
+
+    Encoded lazily and cut at SHOWN_MAX characters: a value that expands to gigabytes costs
+    no more than its first few chunks.
+    """
+    text = ""
     try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        for chunk in _ENCODER.iterencode(value):
+            text += chunk
+            if len(text) > SHOWN_MAX:
+                break
+    except (TypeError, ValueError, RecursionError):  # not JSON, a 5,000-digit int, a cycle
+        text = text or _short_repr(value)
+    return text if len(text) <= SHOWN_MAX else text[: SHOWN_MAX - 3] + "..."
+
+
+_ENCODER = json.JSONEncoder(check_circular=True, default=None)
+
+
+def _short_repr(value: object) -> str:
+    if isinstance(value, int):
+        return "a number too long to show"
+    return f"a {type(value).__name__}"
 
 
 def fail(loc: str, message: str) -> NoReturn:

@@ -14,8 +14,18 @@ import json
 from collections.abc import Mapping
 
 from cleaner.errors import PolicyError
-from cleaner.planning.checks import choices, enum_value, fail, mapping, positive_int, show
+from cleaner.planning.checks import (
+    MAX_COUNT,
+    choices,
+    enum_value,
+    fail,
+    mapping,
+    positive_int,
+    show,
+)
+from cleaner.planning.documents import load_json
 from cleaner.planning.model import ActionType, CountType, LifecyclePolicy, Rule, TagStatus
+from cleaner.planning.units import MAX_DAYS
 
 MAX_POLICY_CHARS = 30_720  # [QUOTAS]; botocore LifecyclePolicyText max 30720
 MAX_RULES = 50  # [QUOTAS]: "Rules per lifecycle policy: 50 (not adjustable)"
@@ -47,7 +57,7 @@ def parse_policy_text(text: str, *, where: str = "policy") -> LifecyclePolicy:
     if len(text) > MAX_POLICY_CHARS:
         fail(where, f"policy text is {len(text)} characters, the limit is {MAX_POLICY_CHARS}")
     try:
-        doc = json.loads(text)
+        doc = load_json(text, where)
     except json.JSONDecodeError as e:
         raise PolicyError(f"{where}: not valid JSON: {e}") from e
     return parse_policy(doc, where=where)
@@ -98,7 +108,8 @@ def _parse_selection(raw: object, loc: str, priority: int, description: str) -> 
     tag_status = enum_value(sel["tagStatus"], TagStatus, loc, "tagStatus")
     patterns, prefixes = _parse_tag_filter(sel, tag_status, loc)
     count_type = enum_value(sel["countType"], CountType, loc, "countType")
-    count_number = positive_int(sel["countNumber"], loc, "countNumber")
+    limit = MAX_DAYS if count_type is not CountType.IMAGE_COUNT_MORE_THAN else MAX_COUNT
+    count_number = positive_int(sel["countNumber"], loc, "countNumber", limit)
     _check_count_unit(sel, count_type, loc)
     storage_class = _parse_storage_class(sel, count_type, loc)
     return Rule(

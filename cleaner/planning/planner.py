@@ -214,7 +214,18 @@ def _select_tagged(rule: Rule, tags: _TagIndex) -> list[int]:
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+    """A full-match regex for an ECR tag pattern, where `*` is the only wildcard.
+
+    Each middle `*literal` is an atomic lazy group, as `fnmatch.translate` builds them: the
+    leftmost place for each literal is always a right one for a `*`-only pattern, so nothing
+    backtracks, and a pattern of four wildcards costs time linear in the tag instead of a
+    power of it: with plain `.*`, `a*a*a*a*b` took 0.2 s on one 300-character tag, and a
+    pushed tag is anyone's choice."""
+    if "*" not in pattern:
+        return re.compile(re.escape(pattern), re.DOTALL)
+    first, *middle, last = pattern.split("*")
+    atoms = "".join(f"(?>.*?{re.escape(part)})" for part in middle)
+    return re.compile(f"{re.escape(first)}{atoms}.*{re.escape(last)}", re.DOTALL)
 
 
 def _hits(rule: Rule, selected: list[int], ordered: Sequence[Image], now: datetime) -> list[bool]:

@@ -8,17 +8,15 @@ document (`{"rules": [...]}`) is a complete policy file that applies to every re
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
-
 from cleaner.errors import PolicyError
-from cleaner.planning.checks import choices, fail, mapping, positive_int, show
+from cleaner.planning.checks import MAX_COUNT, choices, fail, mapping, positive_int, show
+from cleaner.planning.documents import decode, read_text
 from cleaner.planning.lifecycle import parse_policy
 from cleaner.planning.model import LifecyclePolicy
 from cleaner.planning.protections import (
@@ -26,6 +24,8 @@ from cleaner.planning.protections import (
     Protections,
     Safety,
     SemverKeep,
+    TagRegex,
+    compile_tag_regex,
 )
 from cleaner.planning.units import parse_duration
 
@@ -89,31 +89,8 @@ class PolicyFile:
 
 def load_policy_file(path: str | Path) -> PolicyFile:
     """Read and validate a policy file (YAML or JSON); PolicyError names what is wrong."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise PolicyError(f"{path}: cannot read: {error.strerror or error}") from error
-    return parse_policy_file(decode(text, str(path)), str(path))
-
-
-def decode(text: str, source: str) -> object:
-    """JSON when it parses as JSON, YAML otherwise (YAML's errors point at line and column)."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise PolicyError(f"{source}: not valid YAML or JSON: {_one_line(error)}") from error
-
-
-def _one_line(error: yaml.YAMLError) -> str:
-    """YAML's messages span several lines with a caret drawing; an error here is one line."""
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    mark = getattr(error, "problem_mark", None)
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+    source = str(path)
+    return parse_policy_file(decode(read_text(source, source), source), source)
 
 
 def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:
@@ -160,7 +137,8 @@ def parse_coordination(raw: object, loc: str) -> CoordinationSection:
     namespace = coordination.get("namespace")
     if namespace is not None and not (isinstance(namespace, str) and namespace):
         fail(loc, f"namespace must be a name, got {show(namespace)}")
-    seconds = positive_int(coordination.get("lease_seconds", 60), loc, "lease_seconds")
+    # A day at most: a Lease that outlives a crashed holder by longer blocks every prune.
+    seconds = positive_int(coordination.get("lease_seconds", 60), loc, "lease_seconds", 86_400)
     return CoordinationSection(namespace=namespace, lease_seconds=seconds)
 
 
@@ -213,8 +191,11 @@ def parse_protect(raw: object, loc: str) -> Protections:
 def parse_safety(raw: object, loc: str) -> Safety:
     obj = mapping(raw, loc, "safety", _SAFETY_KEYS, required=())
     keep = obj.get("keep_at_least", Safety().keep_at_least)
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-        fail(loc, f"keep_at_least must be a whole number >= 0, got {show(keep)}")
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= MAX_COUNT:
+        fail(
+            loc,
+            f"keep_at_least must be a whole number >= 0 (at most {MAX_COUNT}), got {show(keep)}",
+        )
     limit = obj.get("max_deletions")
     return Safety(
         keep_at_least=keep,
@@ -228,13 +209,14 @@ def _strings(raw: object, loc: str, name: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _regex(pattern: str, loc: str) -> re.Pattern[str]:
+def _regex(pattern: str, loc: str) -> TagRegex:
     try:
-        return re.compile(pattern)
-    except re.error as error:
+        return compile_tag_regex(pattern)
+    except ValueError as error:
         raise PolicyError(
-            f"{loc}: tag_regex {show(pattern)} is not a valid regex: {error}"
-        ) from error
+            f"{loc}: tag_regex {show(pattern)} is not a valid regex for RE2 (linear-time "
+            f"matching, so no backreferences or lookaround): {str(error)[:80]}"
+        ) from None
 
 
 def _semver(raw: object, loc: str) -> SemverKeep:

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Literal
+from typing import Literal, Protocol
 
+import re2
 import semver
 
 from cleaner.planning.model import Decision, Image, Verdict
@@ -34,12 +35,37 @@ class SemverKeep:
     """Count the highest versions overall, per major, or per major.minor line."""
 
 
+class TagRegex(Protocol):
+    """A compiled regex: Python's `re` or RE2's, which share these two members."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    def fullmatch(self, text: str) -> object | None: ...
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # RE2 would print its own copy of the error on stderr
+
+
+def compile_tag_regex(pattern: str) -> TagRegex:
+    """RE2, not `re`: anyone who can push a tag chooses the text a protection regex runs
+    on, and RE2 matches in time linear in the tag, where a backtracking pattern such as
+    `(a|aa)+b` takes seconds in `re`. RE2 has no backreferences and no lookaround; such a
+    pattern is refused (ValueError) rather than run slowly."""
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as error:
+        why = error.args[0] if error.args else error
+        raise ValueError(why.decode() if isinstance(why, bytes) else str(why)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Protections:
     tags: tuple[str, ...] = ()
     """Shell globs; an image with any matching tag is kept."""
-    tag_regex: tuple[re.Pattern[str], ...] = ()
-    """Full-match regexes on tags."""
+    tag_regex: tuple[TagRegex, ...] = ()
+    """Full-match regexes on tags (RE2 from a policy file: see `compile_tag_regex`)."""
     semver: SemverKeep | None = None
     newer_than: timedelta = timedelta(hours=1)
     """Grace period: an image pushed less than this long ago is kept (default 1h)."""

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_DURATION = re.compile(r"(\d+)([smhd])")
+MAX_DAYS = 36_500
+"""The longest age a policy may name, 100 years: ECR launched in 2015, so no image is older,
+and a bound keeps every cutoff (`now` minus the age) a valid date."""
+_DURATION = re.compile(r"(\d{1,12})([smhd])")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _SIZE_UNITS = ("KiB", "MiB", "GiB", "TiB")
 
@@ -14,8 +17,12 @@ def parse_duration(text: object) -> timedelta:
     """`90s`, `15m`, `2h`, `30d`; ValueError otherwise."""
     match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 30d)")
-    return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+        shown = repr(text)[:40]
+        raise ValueError(f"not a duration: {shown} (use e.g. 90s, 15m, 2h, 30d)")
+    seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds > MAX_DAYS * _UNIT_SECONDS["d"]:
+        raise ValueError(f"{match[0]} is longer than {MAX_DAYS} days")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(delta: timedelta, *, units: int = 2) -> str:
