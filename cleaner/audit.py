@@ -1,31 +1,80 @@
-"""The audit log file: one JSON line per record, flushed at once, so a crash loses none."""
+"""The audit log file: one JSON line per record, appended and flushed as it happens.
+
+Opening the file also reads what is already in it, once, keeping only the intents that no
+outcome followed (the file grows forever; memory holds the open intents only), so that the
+composition root can reconcile them before this run deletes anything. Records are flushed
+to the operating system before the delete call they announce: a killed process loses none.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO, Any
 
+from cleaner.engine.reconcile import OpenIntent
+from cleaner.engine.records import DELETED, INTENT, NOT_DELETED
 from cleaner.errors import ConfigError
-from cleaner.ports import AuditSink
+
+log = logging.getLogger(__name__)
+
+
+class AuditLog:
+    """An open audit log: `write` is the engine's sink; `open_intents` what to reconcile."""
+
+    def __init__(self, stream: IO[str], open_intents: dict[tuple[str, str], OpenIntent]):
+        self._stream = stream
+        self._open = open_intents
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(record, sort_keys=True) + "\n")
+        self._stream.flush()
+
+    def open_intents(self) -> list[OpenIntent]:
+        """Intents found in the file when it was opened that no outcome followed."""
+        return list(self._open.values())
 
 
 @contextmanager
-def audit_log(path: str | None) -> Iterator[AuditSink | None]:
-    """A sink appending to `path` (None: no sink); ConfigError when it cannot be opened."""
+def audit_log(path: str | None) -> Iterator[AuditLog | None]:
+    """The audit log at `path` (None: no log); ConfigError when it cannot be opened."""
     if not path:
         yield None
         return
     try:
-        stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+        stream = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in finally
     except OSError as error:
         raise ConfigError(f"--audit-log {path}: {error.strerror or error}") from error
-
-    def write(record: dict[str, object]) -> None:
-        stream.write(json.dumps(record, sort_keys=True) + "\n")
-        stream.flush()
-
     try:
-        yield write
+        stream.seek(0)
+        found = scan(stream)
+        yield AuditLog(stream, found)
     finally:
         stream.close()
+
+
+def scan(lines: IO[str]) -> dict[tuple[str, str], OpenIntent]:
+    """(repository, digest) -> the open intent, for every intent no outcome followed."""
+    open_: dict[tuple[str, str], OpenIntent] = {}
+    unreadable = 0
+    for line in lines:
+        try:
+            record = json.loads(line)
+            _apply(record, open_)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            unreadable += 1  # a line cut short by a crash, or not ours
+    if unreadable:
+        log.warning("audit log: %d lines could not be read and were skipped", unreadable)
+    return open_
+
+
+def _apply(record: dict[str, Any], open_: dict[tuple[str, str], OpenIntent]) -> None:
+    repository, event = record["repository"], record.get("event", DELETED)
+    if event == INTENT:
+        for image in record["images"]:
+            intent = OpenIntent(record["run_id"], repository, image)
+            open_[(repository, image["digest"])] = intent
+    elif event in (DELETED, NOT_DELETED):
+        open_.pop((repository, record["digest"]), None)

@@ -58,7 +58,6 @@ async def dispatch(settings: Settings, out: TextIO) -> int:
 
 async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
     from cleaner import wiring
-    from cleaner.audit import audit_log
     from cleaner.engine import SweepRequest
     from cleaner.progress import terminal_progress
 
@@ -77,10 +76,11 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
         shard=run.shard,
     )
     mode: wiring.Mode = "sweep" if run.apply else "plan"
-    with audit_log(run.audit_log) as audit:
-        async with wiring.open_engine(engine_settings, policy, mode, audit=audit) as engine:
-            with terminal_progress(enabled=run.apply) as progress:
-                report = await engine.run(request, progress)
+    async with wiring.open_engine(
+        engine_settings, policy, mode, audit_path=run.audit_log
+    ) as engine:
+        with terminal_progress(enabled=run.apply) as progress:
+            report = await engine.run(request, progress)
     write_report(report, run.output, now, out)
     return EXIT_OK if report.ok else EXIT_FAILED
 

@@ -209,6 +209,7 @@ SERVE_OPTIONS = (
         help="start without a token: anyone who reaches the port can prune (local use only)",
     ),
     Option("--account", env="CLEANER_ACCOUNT", help="ignore events for other accounts"),
+    AUDIT_LOG,
     Option("--max-prunes", integer(1), 4, "CLEANER_MAX_PRUNES", "prunes at once"),
     Option("--debounce", number(0), 1.0, "CLEANER_DEBOUNCE", "seconds to collect a burst"),
     Option("--max-backlog", integer(1), 1000, "CLEANER_MAX_BACKLOG", "waiting work before 429"),
@@ -328,6 +329,7 @@ class ServeSettings:
     token_file: str | None = None
     insecure_no_auth: bool = False
     account: str | None = None
+    audit_log: str | None = None
     max_prunes: int = 4
     debounce_s: float = 1.0
     max_backlog: int = 1000
@@ -448,6 +450,7 @@ def _serve(values: Mapping[str, Any], environ: Mapping[str, str]) -> ServeSettin
         token_file=values["token_file"],
         insecure_no_auth=values["insecure_no_auth"],
         account=values["account"],
+        audit_log=values["audit_log"],
         max_prunes=values["max_prunes"],
         debounce_s=values["debounce"],
         max_backlog=values["max_backlog"],

@@ -21,15 +21,17 @@ from typing import Literal
 
 from aiohttp import web
 
+from cleaner.audit import audit_log
 from cleaner.clients.aws import CallHook, default_region
 from cleaner.clients.kubernetes import KubeTarget
 from cleaner.clients.ratelimit import Limiter
 from cleaner.coordination.lease import lease_namespace, open_coordinator
 from cleaner.engine import Engine
+from cleaner.engine.reconcile import reconcile
 from cleaner.in_use import kubernetes
 from cleaner.in_use.merged import merged
 from cleaner.planning.policy_file import PolicyFile, load_policy_file
-from cleaner.ports import AuditSink, Coordinator, InUseSource, Registry
+from cleaner.ports import Coordinator, InUseSource, Registry
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
 from cleaner.receiver.http import Deps, make_app
@@ -123,20 +125,28 @@ async def open_engine(
     policy: PolicyFile,
     mode: Mode,
     *,
-    audit: AuditSink | None = None,
+    audit_path: str | None = None,
     on_call: CallHook | None = None,
     limiter: Limiter | None = None,
     credentials: Credentials | None = None,
 ) -> AsyncIterator[Engine]:
-    """The engine for one process, with every adapter its settings and policy ask for."""
-    async with (
-        open_registry(
-            settings, on_call=on_call, limiter=limiter, credentials=credentials
-        ) as registry,
-        open_in_use(settings, policy, mode) as in_use,
-        open_coordination(settings, policy, mode) as coordinator,
-    ):
-        yield Engine(registry, in_use=in_use, coordinator=coordinator, audit=audit)
+    """The engine for one process, with every adapter its settings and policy ask for.
+
+    With an audit log, intents an earlier run left open are reconciled against the
+    registry before this process deletes anything (`cleaner.engine.reconcile`).
+    """
+    with audit_log(audit_path) as audit:
+        async with (
+            open_registry(
+                settings, on_call=on_call, limiter=limiter, credentials=credentials
+            ) as registry,
+            open_in_use(settings, policy, mode) as in_use,
+            open_coordination(settings, policy, mode) as coordinator,
+        ):
+            if audit is not None and mode != "plan":
+                await reconcile(audit.open_intents(), registry, audit.write)
+            sink = audit.write if audit is not None else None
+            yield Engine(registry, in_use=in_use, coordinator=coordinator, audit=sink)
 
 
 def serving_region(settings: EngineSettings) -> str | None:
@@ -150,7 +160,9 @@ async def open_receiver(
 ) -> AsyncIterator[web.Application]:
     """The receiver's application over a watching engine; `cleaner.receiver.serve` runs it."""
     metrics = Metrics()
-    async with open_engine(settings, policy, "serve", on_call=metrics.record_ecr_call) as engine:
+    async with open_engine(
+        settings, policy, "serve", audit_path=serve.audit_log, on_call=metrics.record_ecr_call
+    ) as engine:
         deps = Deps(
             pruner=EnginePruner(engine, policy, settings.concurrency),
             auth=TokenAuth(token),

@@ -146,7 +146,7 @@ async def test_a_sweep_killed_mid_run_finishes_on_the_next_run(tmp_path: Path) -
     assert state(store) == keep
     lines = audit.read_text().splitlines()
     records = [json.loads(line) for line in lines]
-    deleted = {r["digest"] for r in records}
+    deleted = {r["digest"] for r in records if r["event"] == "deleted"}
     before = {d for digests in keep.values() for d in digests}
     assert not deleted & before  # nothing kept was ever deleted
     assert len({r["run_id"] for r in records}) == 2
@@ -227,10 +227,13 @@ async def test_every_deletion_is_one_structured_log_line(caplog: pytest.LogCaptu
     old = store.put_image("app", make_manifest("old"), tag=None, pushed_at=NOW - timedelta(days=3))
     with caplog.at_level("INFO", logger="cleaner.engine"):
         await sweep_with(store, lambda: None)
-    (record,) = [r for r in caplog.records if hasattr(r, "audit")]
+    intent, record = [r for r in caplog.records if hasattr(r, "audit")]
+    assert intent.audit["event"] == "intent"  # type: ignore[attr-defined]
+    assert [i["digest"] for i in intent.audit["images"]] == [old]  # type: ignore[attr-defined]
     audit = record.audit  # type: ignore[attr-defined]
     assert audit["digest"] == old and audit["repository"] == "app" and audit["tags"] == []
     assert set(audit) == {
+        "event",
         "time",
         "run_id",
         "repository",

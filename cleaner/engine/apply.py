@@ -3,8 +3,8 @@
 A plan is a snapshot; deletes are irreversible. So just before each batch the planned
 digests are read again, and any whose tags changed since planning (a tag moved onto an image
 planned as untagged), or that a cluster started using, or whose parent was spared, are kept
-instead, each with its reason. Every deletion is one structured log line and, with an audit
-sink, one JSON record.
+instead, each with its reason. Each batch is recorded ahead of the call and after it
+(`records.py`): one structured log line each and, with an audit sink, one JSON record each.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
+from cleaner.engine.records import deleted_record, image_fields, intent_record, not_deleted_record
 from cleaner.errors import CleanerError
 from cleaner.planning.graph import ArtifactGraph, deletion_waves
 from cleaner.planning.model import (
@@ -25,7 +25,6 @@ from cleaner.planning.model import (
     Image,
     Plan,
     Repository,
-    iso_utc,
 )
 from cleaner.planning.references import InUse, in_use_protection
 from cleaner.ports import AuditSink, Registry
@@ -86,15 +85,28 @@ class Applier:
         outcome.deleted.extend(gone)  # already gone: the state the plan wanted
         if not go:
             return
-        result = await _delete(self.registry, repository, [d.image.digest for d in go])
+        self._intend(repository.name, go)
+        try:
+            result = await self.registry.delete(repository, [d.image.digest for d in go])
+        except CleanerError as error:  # the whole batch failed: data for the report, keep going
+            outcome.failed.extend(self._unanswered(repository.name, go, error))
+            return
         self._record(repository.name, {d.image.digest: d for d in go}, result)
         outcome.deleted.extend(result.deleted)
         outcome.failed.extend(result.failed)
 
+    def _intend(self, name: str, batch: Sequence[Decision]) -> None:
+        """Write the intent ahead of the call (see `records.py`): a batch the registry
+        applies is on record even if its answer never arrives."""
+        record = intent_record(name, batch, self.run_id, datetime.now(UTC))
+        log.info("deleting %d images from %s", len(batch), name, extra={"audit": record})
+        if self.audit:
+            self.audit(record)
+
     def _record(self, name: str, decisions: Mapping[str, Decision], result: DeleteResult) -> None:
         now = datetime.now(UTC)
         for digest in result.deleted:
-            record = audit_record(name, decisions[digest], self.run_id, now)
+            record = deleted_record(name, image_fields(decisions[digest]), self.run_id, now)
             log.info(
                 "deleted %s@%s tags=%s: %s",
                 name,
@@ -106,10 +118,23 @@ class Applier:
             if self.audit:
                 self.audit(record)
         for failure in result.failed:
+            record = not_deleted_record(name, failure, self.run_id, now)
             level = logging.INFO if failure.kind is FailureKind.REFERENCED else logging.WARNING
             log.log(level, "%s@%s not deleted: %s %s", name, failure.digest, failure.code,
-                    failure.message)  # fmt: skip
+                    failure.message, extra={"audit": record})  # fmt: skip
+            if self.audit:
+                self.audit(record)
         self.on_deleted(len(result.deleted))
+
+    def _unanswered(
+        self, name: str, batch: Sequence[Decision], error: CleanerError
+    ) -> list[DeleteFailure]:
+        """The call failed without a per-image answer: the registry may have acted before
+        the connection broke, so no outcome is recorded; the intent stays open for the next
+        run to reconcile against the registry."""
+        log.error("%s: delete failed, outcome unknown until reconciled: %s", name, error)
+        code = getattr(error, "code", "") or "Error"
+        return [DeleteFailure(d.image.digest, code, str(error)) for d in batch]
 
     def _recheck(
         self,
@@ -162,34 +187,7 @@ def _spare_reason(
     return None
 
 
-async def _delete(
-    registry: Registry, repository: Repository, digests: Sequence[str]
-) -> DeleteResult:
-    try:
-        return await registry.delete(repository, digests)
-    except CleanerError as error:  # the whole batch failed: data for the report, keep going
-        log.error("%s: delete failed: %s", repository.name, error)
-        code = getattr(error, "code", "") or "Error"
-        return DeleteResult(failed=tuple(DeleteFailure(d, code, str(error)) for d in digests))
-
-
 def _failures(batch: Sequence[Decision], error: CleanerError) -> list[DeleteFailure]:
     code = getattr(error, "code", "") or "Error"
     message = f"not deleted, could not re-verify: {error}"
     return [DeleteFailure(d.image.digest, code, message) for d in batch]
-
-
-def audit_record(repository: str, decision: Decision, run_id: str, at: datetime) -> dict[str, Any]:
-    """The audit trail's line for one deletion: what went, when, and why."""
-    image = decision.image
-    return {
-        "time": iso_utc(at),
-        "run_id": run_id,
-        "repository": repository,
-        "digest": image.digest,
-        "tags": list(image.tags),
-        "pushed_at": iso_utc(image.pushed_at),
-        "size": image.size,
-        "rule": decision.rule,
-        "reason": decision.reason,
-    }
