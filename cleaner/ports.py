@@ -43,6 +43,10 @@ class Registry(Protocol):
         """
         ...
 
+    async def ping(self) -> None:
+        """One cheap call that proves the registry answers; RegistryError when it does not."""
+        ...
+
     async def repositories(self) -> list[Repository]:
         """Every repository these credentials can see."""
         ...

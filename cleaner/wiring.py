@@ -34,6 +34,7 @@ from cleaner.planning.policy_file import PolicyFile, load_policy_file
 from cleaner.ports import Coordinator, InUseSource, Registry
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
+from cleaner.receiver.health import CachedCheck
 from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.metrics import Metrics
 from cleaner.receiver.pruner import EnginePruner
@@ -175,5 +176,7 @@ async def open_receiver(
             ),
             drain_timeout_s=serve.drain_timeout_s,
             metrics=metrics,
+            readiness=(CachedCheck("registry", engine.registry.ping),),
+            covers=lambda repository: policy.entry_for(repository) is not None,
         )
         yield make_app(deps)

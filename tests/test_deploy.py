@@ -34,7 +34,7 @@ from cleaner.planning.policy_file import parse_policy_file
 from cleaner.receiver.auth import API_KEY_HEADER
 from cleaner.receiver.http import PUBLIC_PATHS
 from cleaner.receiver.openapi import openapi_document
-from cleaner.receiver.serve import HANDLER_SHUTDOWN_S
+from cleaner.receiver.runner import HANDLER_SHUTDOWN_S
 from cleaner.settings import Settings, build_parser, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent

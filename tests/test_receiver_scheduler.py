@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,7 +20,7 @@ from tests.support.fakes import FakePruner, settle, until
 
 
 def settings(**overrides: float) -> SchedulerSettings:
-    base = {"debounce_s": 0.05, "max_prunes": 4, "retry_after_s": 7}
+    base = {"debounce_s": 0.05, "max_prunes": 4, "retry_after_s": 7, "retry_base_s": 0.05}
     return SchedulerSettings(**(base | overrides))  # type: ignore[arg-type]
 
 
@@ -150,6 +151,39 @@ async def test_a_failing_prune_does_not_stop_the_repository_worker(
     scheduler.submit_push("2", "app")
     await settle(scheduler)
     assert pruner.finished == [("app",)]
+
+
+async def test_a_failed_prune_is_retried_with_backoff_a_bounded_number_of_times(
+    pruner: FakePruner,
+) -> None:
+    retried: list[str] = []
+    scheduler = Scheduler(pruner, settings(retries=2), on_retry=retried.append)
+    pruner.fail = True
+    scheduler.submit_push("1", "app")
+    await settle(scheduler)
+    starts = [at for _, _, at in pruner.calls]
+    assert len(starts) == 3 and retried == ["app", "app"]  # the first try and two retries
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # the backoff doubles
+    await scheduler.close(5)
+
+
+async def test_a_retry_that_succeeds_settles_the_push_and_stops_retrying(
+    pruner: FakePruner,
+) -> None:
+    scheduler = Scheduler(pruner, settings())
+    pruner.fail = True
+    scheduler.submit_push("1", "app")
+    first = scheduler.pending("app")
+    assert first is not None
+    assert await asyncio.wait_for(first, 5) is False  # the first prune failed
+    pruner.fail = False
+    await settle(scheduler)
+    assert pruner.finished == [("app",)] and len(pruner.calls) == 2
+    scheduler.submit_push("2", "app")
+    second = scheduler.pending("app")
+    assert second is not None and await asyncio.wait_for(second, 5) is True
+    await scheduler.close(5)
 
 
 async def test_a_job_runs_and_keeps_its_report(scheduler: Scheduler, pruner: FakePruner) -> None:

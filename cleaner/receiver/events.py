@@ -20,6 +20,9 @@ ECR_SOURCE = "aws.ecr"
 IMAGE_ACTION = "ECR Image Action"
 
 MAX_PRUNE_REPOSITORIES = 100
+MAX_EVENT_ID = 128
+"""EventBridge ids are 36-character UUIDs; a longer one is kept in the dedupe cache and
+logged, so it is refused rather than stored."""
 PRUNE_FIELDS = frozenset({"repositories", "dry_run", "wait"})
 
 
@@ -109,6 +112,8 @@ def _envelope(doc: dict[str, Any]) -> dict[str, Any]:
         _string(doc, key, key)
     if not doc["id"]:
         raise InvalidRequest("id must not be empty")
+    if len(doc["id"]) > MAX_EVENT_ID:
+        raise InvalidRequest(f"id is longer than {MAX_EVENT_ID} characters")
     if not isinstance(doc.get("detail"), dict):
         raise InvalidRequest("detail must be a JSON object")
     return doc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,11 +55,14 @@ class Deps:
     """In-flight prunes get this long at shutdown; below Kubernetes' 30 s grace period."""
     metrics: Metrics = field(default_factory=Metrics)
     readiness: tuple[ReadinessCheck, ...] = ()
-    """More reasons not to be ready (a consumer not running, say), asked on every /readyz."""
+    """More reasons not to be ready (the registry unreachable, say), asked on /readyz."""
+    covers: Callable[[str], bool] = lambda repository: True
+    """Does a policy entry match the repository? A push to one that no entry matches is
+    answered 200 "ignored" and takes no backlog room."""
 
 
-ReadinessCheck = Callable[[], str | None]
-"""None when ready, else why not."""
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+"""None when ready, else why not; each check bounds and caches its own cost."""
 
 
 class Phase(enum.StrEnum):
@@ -105,11 +108,12 @@ _PARSER_ERRORS = _NoRawRequestBytes()
 
 def make_app(deps: Deps) -> web.Application:
     logging.getLogger("aiohttp.server").addFilter(_PARSER_ERRORS)  # once: filters are a set
-    scheduler = Scheduler(InstrumentedPruner(deps.pruner, deps.metrics), deps.schedule)
+    pruner = InstrumentedPruner(deps.pruner, deps.metrics)
+    scheduler = Scheduler(pruner, deps.schedule, on_retry=deps.metrics.count_retry)
     deps.metrics.watch(lambda: scheduler.depth, lambda: scheduler.running)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors, _authenticate])
     app[DEPS] = deps
-    app[RUNTIME] = Runtime(scheduler, EventIntake(scheduler, deps.scope))
+    app[RUNTIME] = Runtime(scheduler, EventIntake(scheduler, deps.scope, deps.covers))
     app.cleanup_ctx.append(_lifetime)
     # `[\s\S]+`, not `.+`: a name with a newline must reach the handler and get its 400,
     # not fall through to a 404.
@@ -211,6 +215,8 @@ def _failure_status(error: Exception) -> str:
         return "too_large"
     if isinstance(error, web.HTTPRequestTimeout):
         return "timeout"
+    if isinstance(error, web.HTTPUnsupportedMediaType):
+        return "invalid"
     if isinstance(error, InvalidRequest):
         return "invalid"
     return "throttled" if isinstance(error, BacklogFull) else "unavailable"
@@ -225,9 +231,18 @@ async def post_prune(request: web.Request) -> web.Response:
     return await _report_when_done(job)
 
 
+PLAIN_ENCODINGS = frozenset({"", "identity"})
+
+
 async def read_body(request: web.Request) -> bytes:
-    """The whole body (at most MAX_BODY: 413), within BODY_TIMEOUT_S (408); a body that cannot
-    be decoded (broken gzip or chunking) is the client's error (400), not ours."""
+    """The whole body (at most MAX_BODY: 413), within BODY_TIMEOUT_S (408), as sent: a
+    compressed body is refused unread (415), since the server does not inflate bodies
+    (`runner.py`) and EventBridge never compresses; broken chunking is a 400."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in PLAIN_ENCODINGS:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"Content-Encoding {encoding[:20]!r} is not accepted: send the JSON as is"
+        )
     try:
         async with asyncio.timeout(BODY_TIMEOUT_S):
             return await request.read()
@@ -236,7 +251,7 @@ async def read_body(request: web.Request) -> bytes:
             text=f"the body did not arrive within {BODY_TIMEOUT_S:g} s"
         ) from None
     except web.RequestPayloadError as error:
-        raise InvalidRequest("the body could not be decoded (content encoding)") from error
+        raise InvalidRequest("the body could not be read (broken chunked encoding)") from error
 
 
 async def get_plan(request: web.Request) -> web.Response:
@@ -269,7 +284,7 @@ async def readyz(request: web.Request) -> web.Response:
     phase = request.app[RUNTIME].phase
     if phase is not Phase.READY:
         return web.json_response({"status": phase.value}, status=503)
-    reasons = [why for check in request.app[DEPS].readiness if (why := check()) is not None]
+    reasons = [why for check in request.app[DEPS].readiness if (why := await check()) is not None]
     if reasons:
         return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
     return web.json_response({"status": phase.value})

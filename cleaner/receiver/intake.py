@@ -8,6 +8,7 @@ same way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from cleaner.ports import Answer, Status
 from cleaner.receiver.events import Ignored, Scope, parse_event
@@ -19,9 +20,16 @@ log = logging.getLogger(__name__)
 class EventIntake:
     """EventBridge "ECR Image Action" deliveries in, coalesced prunes out."""
 
-    def __init__(self, scheduler: Scheduler, scope: Scope) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        scope: Scope,
+        covers: Callable[[str], bool] = lambda repository: True,
+    ) -> None:
         self.scheduler = scheduler
         self.scope = scope
+        self.covers = covers
+        """Whether a policy entry matches a repository: pushes elsewhere prune nothing."""
 
     def submit(self, body: bytes) -> Answer:
         """Raises InvalidRequest for a malformed body, Rejected when no work can be taken."""
@@ -31,6 +39,9 @@ class EventIntake:
         reason = self.scope.mismatch(event)
         if reason is not None:
             return Answer(Status.IGNORED, event.event_id, reason=reason)
+        if not self.covers(event.repository):
+            why = f"no policy entry matches repository {event.repository}"
+            return Answer(Status.IGNORED, event.event_id, reason=why)
         status = self.scheduler.submit_push(event.event_id, event.repository)
         if status is Status.DUPLICATE:
             return Answer(status, event.event_id)

@@ -50,6 +50,11 @@ class Metrics:
             ["operation", "outcome"],
             registry=r,
         )
+        self.prune_retries = Counter(
+            "ecr_cleaner_prune_retries",
+            "Failed prunes scheduled again with backoff",
+            registry=r,
+        )
         self.prune_seconds = Histogram(
             "ecr_cleaner_prune_seconds", "Duration of prunes", buckets=PRUNE_BUCKETS, registry=r
         )
@@ -66,6 +71,9 @@ class Metrics:
 
     def count_event(self, status: str) -> None:
         self.events.labels(status).inc()
+
+    def count_retry(self, repository: str) -> None:
+        self.prune_retries.inc()
 
     def record_ecr_call(self, operation: str, outcome: str) -> None:
         """Hook for the ECR adapter: one call per API attempt (operation: e.g. DescribeImages)."""

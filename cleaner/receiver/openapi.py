@@ -47,6 +47,7 @@ UNAUTHORIZED = _error(
 )
 TOO_LARGE = _error("The body is larger than 256 KiB.")
 BODY_TIMEOUT = _error("The body did not arrive in time (a stalled or very slow client).")
+ENCODED = _error("The body has a Content-Encoding (gzip, ...): send it as plain JSON.")
 BACKLOG_FULL = _error("Too much work is waiting; retry later.", RETRY_AFTER)
 DRAINING = _error("The server is shutting down; retry later (another replica).", RETRY_AFTER)
 
@@ -244,6 +245,7 @@ def _events() -> Schema:
                 "401": UNAUTHORIZED,
                 "408": BODY_TIMEOUT,
                 "413": TOO_LARGE,
+                "415": ENCODED,
                 "429": BACKLOG_FULL,
                 "503": DRAINING,
             },
@@ -268,6 +270,7 @@ def _prune() -> Schema:
                 "401": UNAUTHORIZED,
                 "408": BODY_TIMEOUT,
                 "413": TOO_LARGE,
+                "415": ENCODED,
                 "429": BACKLOG_FULL,
                 "502": _error("`wait`: the prune failed (the registry could not be read)."),
                 "503": DRAINING,

@@ -56,6 +56,11 @@ class SchedulerSettings:
     """What a refused caller is told to wait, in seconds (HTTP Retry-After)."""
     jobs_kept: int = 1000
     """Finished manual jobs kept for GET /jobs/{id}; the oldest are forgotten first."""
+    retries: int = 3
+    """A push-triggered prune that fails (the registry down, a cluster unreadable) is tried
+    again this many times before the scheduled sweep is left to catch up."""
+    retry_base_s: float = 5.0
+    """The first retry waits this long; each next one twice as long (5, 10, 20 s)."""
 
 
 class RecentIds:
@@ -133,9 +138,18 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, pruner: Pruner, settings: SchedulerSettings | None = None) -> None:
+    def __init__(
+        self,
+        pruner: Pruner,
+        settings: SchedulerSettings | None = None,
+        *,
+        on_retry: Callable[[str], None] = lambda repository: None,
+    ) -> None:
         self._pruner = pruner
         self.settings = settings or SchedulerSettings()
+        self._on_retry = on_retry
+        self._failures: dict[str, int] = {}
+        """repository -> failed prunes in a row, while it has any."""
         self._slots = asyncio.Semaphore(max(1, self.settings.max_prunes))
         self._pending: dict[str, float] = {}
         """repository -> loop time its debounce ends; present until its prune starts."""
@@ -253,12 +267,34 @@ class Scheduler:
                     finally:
                         self._running.discard(repository)
                     settled.set_result(ok)
+                    self._after(repository, ok)
         finally:
             self._pending.pop(repository, None)  # only left over when cancelled
             left = self._settled.pop(repository, None)
             if left is not None:
                 left.cancel()
             self._workers.discard(repository)
+
+    def _after(self, repository: str, ok: bool) -> None:
+        """On a failure, queue the repository again after a backoff (a push that arrives
+        meanwhile rides on it); after `retries` failures in a row, give up until the next
+        push or sweep."""
+        failures = 0 if ok else self._failures.get(repository, 0) + 1
+        if not failures or failures > self.settings.retries or self.closing:
+            self._failures.pop(repository, None)
+            if failures:
+                log.error("%s: prune failed %d times; the next sweep catches up", repository,
+                          failures, extra={"repository": repository})  # fmt: skip
+            return
+        self._failures[repository] = failures
+        if repository in self._pending:
+            return  # a push already queued the next prune
+        delay = self.settings.retry_base_s * 2 ** (failures - 1)
+        self._pending[repository] = self._now() + delay
+        self._settled[repository] = asyncio.get_running_loop().create_future()
+        self._on_retry(repository)
+        log.warning("%s: prune failed; retry %d in %.0f s", repository, failures, delay,
+                    extra={"repository": repository})  # fmt: skip
 
     async def _debounce(self, until: float) -> None:
         delay = until - self._now()

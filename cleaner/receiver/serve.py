@@ -16,12 +16,9 @@ from aiohttp import web
 
 from cleaner.errors import ConfigError
 from cleaner.receiver.http import drain
+from cleaner.receiver.runner import ReceiverRunner
 
 log = logging.getLogger(__name__)
-
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
-HANDLER_SHUTDOWN_S = 5.0  # after the drain, requests still open get this long
-KEEPALIVE_TIMEOUT_S = 75.0
 
 
 async def serve_app(
@@ -31,14 +28,7 @@ async def serve_app(
     *,
     on_started: Callable[[str], None] | None = None,
 ) -> None:
-    runner = web.AppRunner(
-        app,
-        access_log_format=ACCESS_LOG_FORMAT,
-        shutdown_timeout=HANDLER_SHUTDOWN_S,
-        # aiohttp's default keeps an idle or half-sent connection for an hour; EventBridge
-        # closes after each request anyway, so a short idle limit costs nothing.
-        keepalive_timeout=KEEPALIVE_TIMEOUT_S,
-    )
+    runner = ReceiverRunner(app)
     await runner.setup()
     try:
         async with _stop_signals() as stop:

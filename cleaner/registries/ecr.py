@@ -154,6 +154,11 @@ class EcrRegistry:
     def matches(self, ref: ImageRef, repository: Repository) -> bool:
         return ecr_matches(ref, repository)
 
+    async def ping(self) -> None:
+        """DescribeRepositories for one repository: the call the sweep needs anyway, so the
+        permission exists, and the cheapest one ECR has."""
+        await self._api.call("DescribeRepositories", maxResults=1)
+
     async def repositories(self) -> list[Repository]:
         found: list[Repository] = []
         async for page in self._api.pages("DescribeRepositories", maxResults=PAGE_SIZE):

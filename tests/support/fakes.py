@@ -48,6 +48,12 @@ class FakeRegistry:
     def matches(self, ref: ImageRef, repository: Repository) -> bool:
         return ecr_matches(ref, repository)
 
+    async def ping(self) -> None:
+        if self.fail_listing >= set(self.store) and self.store:
+            raise RegistryError(
+                "DescribeRepositories: ServerException: boom", code="ServerException"
+            )
+
     async def repositories(self) -> list[Repository]:
         return [Repository(name) for name in self.store]
 
