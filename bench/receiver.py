@@ -32,6 +32,7 @@ from cleaner.planning.policy_file import parse_policy_file
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.pruner import EnginePruner
+from cleaner.receiver.runner import ReceiverRunner
 from cleaner.settings import EngineSettings
 
 KEEP = 20
@@ -129,7 +130,7 @@ async def _serve_burst(
 ) -> dict[str, Any]:
     """The real receiver app over the engine, on a loopback socket, fed one burst."""
     pruner = CountingPruner(engine_pruner)
-    runner = web.AppRunner(make_app(Deps(pruner=pruner, auth=TokenAuth(None))))
+    runner = ReceiverRunner(make_app(Deps(pruner=pruner, auth=TokenAuth(None))))
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

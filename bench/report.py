@@ -11,6 +11,8 @@ MAX_P99_MS = 1500.0
 MAX_PRUNES = 2
 MAX_PLAN_CPU_S = 2.0
 MAX_PLAN_RSS_MB = 400.0
+MAX_STRANGER_HEALTHZ_MS = 250.0
+MAX_SOAK_RSS_GROWTH = 1.5
 
 
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -51,6 +53,30 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             p["cpu_s"] <= MAX_PLAN_CPU_S and p["peak_rss_mb"] <= MAX_PLAN_RSS_MB,
             f"{p['images']} images: {p['cpu_s']} s CPU (median of {_runs(p)}), "
             f"{p['peak_rss_mb']} MB peak RSS",
+        ),
+        *_soak_checks(results.get("soak")),
+    ]
+
+
+def _soak_checks(soak: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if soak is None:
+        return []
+    strangers, rss = soak["strangers"], soak["rss_mb"]
+    growth = rss[-1] / rss[1] if len(rss) > 2 and rss[1] else 1.0  # from the first sample in
+    return [
+        _check(
+            "soak: every event answered 2xx, memory levels off",
+            set(soak["statuses"]) <= {"200", "202"} and growth <= MAX_SOAK_RSS_GROWTH,
+            f"{soak['events']} events in {soak['seconds']:g} s, answers {soak['statuses']}, "
+            f"p99 {soak['answer_p99_ms']} ms; RSS {rss} MB",
+        ),
+        _check(
+            "strangers' gzip bodies leave /healthz under 250 ms (p50)",
+            strangers["healthz_p50_ms"] <= MAX_STRANGER_HEALTHZ_MS
+            and strangers["statuses"] == [401],
+            f"{strangers['clients']} clients, {strangers['bodies_refused']} bodies of "
+            f"{strangers['body_kb']} KB refused; /healthz p50 {strangers['healthz_p50_ms']} ms, "
+            f"p99 {strangers['healthz_p99_ms']} ms",
         ),
     ]
 

@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `cleaner` imp
 
 from bench.receiver import run_receiver  # noqa: E402
 from bench.report import checks, markdown  # noqa: E402
+from bench.soak import run_soak  # noqa: E402
 from bench.sweep import SweepConfig, run_sweep  # noqa: E402
 
 DEFAULT_THROTTLE = {"DescribeImages": 50.0, "BatchDeleteImage": 20.0, "BatchGetImage": 100.0}
@@ -57,6 +58,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--plan-runs", type=int, default=5, help="fresh processes; the median CPU time counts"
     )
     parser.add_argument("--baseline-budget-s", type=float, help="time given to the baseline")
+    parser.add_argument(
+        "--soak", action="store_true", help="also: the receiver under sustained load and strangers"
+    )
+    parser.add_argument("--soak-seconds", type=float, default=240.0, help="(--quick: 30)")
+    parser.add_argument("--soak-rate", type=float, default=100.0, help="push events per second")
     return parser.parse_args(argv)
 
 
@@ -143,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("planner ...", flush=True)
     results["plan"] = run_plan(args.plan_images, args.plan_runs)
+    if args.soak:
+        seconds = 30.0 if args.quick and args.soak_seconds == 240.0 else args.soak_seconds
+        print(f"receiver soak: {seconds:g} s at {args.soak_rate:g} events/s ...", flush=True)
+        results["soak"] = asyncio.run(run_soak(seconds, args.soak_rate, 200, 4, 20.0))
     results["checks"] = checks(results)
     results["machine"]["total_s"] = round(time.perf_counter() - started, 1)
     for check in results["checks"]:
