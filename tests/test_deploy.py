@@ -535,6 +535,16 @@ def as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
+# Where each service's actions may apply: ECR's on repositories of one named region, SQS's on
+# a queue; other services' read calls (List*, Describe*, Get*) mostly have no resource-level
+# permissions, so "*" is the only resource they take, and only reads may use it.
+SCOPED_RESOURCE = {
+    "ecr": r"arn:aws:ecr:[a-z0-9-]+:\d{12}:repository/.+",
+    "sqs": r"arn:aws:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+",
+}
+READ_ONLY = re.compile(r"[a-z0-9-]+:(List|Describe|Get|BatchGet)[A-Za-z]*")
+
+
 def test_the_iam_policy_allows_exactly_the_aws_calls_the_code_makes() -> None:
     operations = aws_operations_called()
     assert {"ecr:DescribeRepositories", "ecr:DescribeImages", "ecr:BatchDeleteImage"} <= operations
@@ -544,10 +554,17 @@ def test_the_iam_policy_allows_exactly_the_aws_calls_the_code_makes() -> None:
         assert statement["Effect"] == "Allow" and "NotAction" not in statement
         actions = as_list(statement["Action"])
         assert not any("*" in action for action in actions), "no wildcard actions"
+        services = {action.split(":")[0] for action in actions}
+        assert len(services) == 1, f"one service per statement: {statement.get('Sid')}"
+        (service,) = services
         for resource in as_list(statement["Resource"]):
-            if all(a.startswith("ecr:") for a in actions):
-                # One region, named: the cleaner works in one, so it may delete in one.
-                assert re.fullmatch(r"arn:aws:ecr:[a-z0-9-]+:\d{12}:repository/.+", resource)
+            if service in SCOPED_RESOURCE:
+                # One region, named: the cleaner works in one, so it may act in one.
+                assert re.fullmatch(SCOPED_RESOURCE[service], resource), resource
+            else:
+                assert resource == "*" and all(READ_ONLY.fullmatch(a) for a in actions), (
+                    f"{statement.get('Sid')}: only reads may use Resource *"
+                )
         allowed |= set(actions)
     assert allowed == needed, f"missing {needed - allowed}, unused {allowed - needed}"
 
