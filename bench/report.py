@@ -54,7 +54,29 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{p['images']} images: {p['cpu_s']} s CPU (median of {_runs(p)}), "
             f"{p['peak_rss_mb']} MB peak RSS",
         ),
+        *_in_use_checks(results.get("in_use")),
         *_soak_checks(results.get("soak")),
+    ]
+
+
+MAX_REFRESH_SHARE = 0.25
+
+
+def _in_use_checks(in_use: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The calls one look costs, and a receiver's refresh against the first look."""
+    if in_use is None:
+        return []
+    ecs, fn = in_use["ecs"], in_use["lambda"]
+    first, second = ecs["first"]["total_calls"], ecs["second"]["total_calls"]
+    return [
+        _check(
+            "in use: a receiver's ECS refresh costs <= 25% of the first look",
+            second <= MAX_REFRESH_SHARE * first,
+            f"{ecs['clusters']} clusters, {ecs['services']} services, {ecs['tasks']} tasks: first "
+            f"look {first} calls ({ecs['first']['wall_s']} s; {ecs['unbatched_calls']} without "
+            f"the batch calls), refresh {second}; Lambda 50 functions: "
+            f"{fn['first']['total_calls']} calls per look",
+        )
     ]
 
 

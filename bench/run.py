@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make `bench` and `cleaner` importable
     sys.path.insert(0, str(ROOT))
 
+from bench.in_use import run_in_use  # noqa: E402
 from bench.receiver import run_receiver  # noqa: E402
 from bench.report import checks, markdown  # noqa: E402
 from bench.soak import run_soak  # noqa: E402
@@ -58,6 +59,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--plan-runs", type=int, default=5, help="fresh processes; the median CPU time counts"
     )
     parser.add_argument("--baseline-budget-s", type=float, help="time given to the baseline")
+    parser.add_argument("--in-use-clusters", type=int, default=50, help="ECS clusters")
+    parser.add_argument("--in-use-services", type=int, default=20, help="services per cluster")
     parser.add_argument(
         "--soak", action="store_true", help="also: the receiver under sustained load and strangers"
     )
@@ -149,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("planner ...", flush=True)
     results["plan"] = run_plan(args.plan_images, args.plan_runs)
+    clusters, services = args.in_use_clusters, args.in_use_services
+    print(f"in-use sources: {clusters} ECS clusters x {services} services ...", flush=True)
+    results["in_use"] = asyncio.run(run_in_use(clusters, services))
     if args.soak:
         seconds = 30.0 if args.quick and args.soak_seconds == 240.0 else args.soak_seconds
         print(f"receiver soak: {seconds:g} s at {args.soak_rate:g} events/s ...", flush=True)

@@ -129,6 +129,7 @@ def describe_policy(policy: PolicyFile) -> str:
     lines.append("protect: " + "; ".join(_protections(policy.protect)))
     contexts = ", ".join(policy.kubernetes.contexts) or "the current one"
     lines.append(f"kubernetes: in_use {policy.in_use}, contexts {contexts}")
+    lines += _aws_sources(policy)
     namespace = policy.coordination.namespace or "the pod's namespace in a cluster, off outside"
     lines.append(f"coordination: Leases in {namespace}")
     limit = policy.safety.max_deletions
@@ -137,6 +138,32 @@ def describe_policy(policy: PolicyFile) -> str:
         f"max_deletions {'none' if limit is None else limit}"
     )
     return "\n".join(lines) + "\n"
+
+
+def _aws_sources(policy: PolicyFile) -> list[str]:
+    """One line per AWS in-use source the file turns on (none when in_use is off)."""
+    if policy.in_use == "off":
+        return ["other in-use sources: off (protect.in_use: false)"] if policy.aws.names() else []
+    aws, lines = policy.aws, []
+
+    def regions(names: tuple[str, ...]) -> str:
+        return ", ".join(names) or "the registry's region"
+
+    if aws.ecs:
+        clusters = ", ".join(aws.ecs.clusters) or "all"
+        scheduled = "with" if aws.ecs.scheduled_tasks else "without"
+        lines.append(f"ecs: {regions(aws.ecs.regions)}; clusters {clusters}; newest "
+                     f"{aws.ecs.task_definition_revisions} revisions per family; {scheduled} "
+                     "scheduled tasks")  # fmt: skip
+    if aws.lambda_:
+        functions = ", ".join(aws.lambda_.functions) or "all image functions"
+        lines.append(f"lambda: {regions(aws.lambda_.regions)}; {functions}; $LATEST, aliased "
+                     f"and the newest {aws.lambda_.versions} versions")  # fmt: skip
+    if aws.apprunner:
+        lines.append(f"apprunner: {regions(aws.apprunner.regions)}; every service")
+    if aws.batch:
+        lines.append(f"batch: {regions(aws.batch.regions)}; ACTIVE job definitions")
+    return lines
 
 
 def _protections(protect: Protections) -> list[str]:

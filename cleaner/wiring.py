@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,9 +28,10 @@ from cleaner.clients.ratelimit import Limiter
 from cleaner.coordination.lease import lease_namespace, open_coordinator
 from cleaner.engine import Engine
 from cleaner.engine.reconcile import reconcile
-from cleaner.in_use import kubernetes
+from cleaner.in_use import apprunner, aws_lambda, batch, ecs, kubernetes
 from cleaner.in_use.merged import merged
 from cleaner.planning.policy_file import PolicyFile, load_policy_file
+from cleaner.planning.sources import AwsSources
 from cleaner.ports import Coordinator, InUseSource, Registry
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
@@ -93,11 +94,28 @@ async def open_in_use(
         kubeconfig=settings.kubeconfig,
         contexts=settings.kube_contexts,
     )
+    watch, region = mode == "serve", settings.region or default_region()
     async with AsyncExitStack() as stack:
-        sources = [
-            await stack.enter_async_context(kubernetes.open_source(options, watch=mode == "serve")),
-        ]
+        sources = [await stack.enter_async_context(kubernetes.open_source(options, watch=watch))]
+        for section, open_source in _aws_sources(policy.aws):
+            sources.append(
+                await stack.enter_async_context(open_source(section, region, watch=watch))
+            )
         yield merged(sources)
+
+
+SourceOpener = Callable[..., AbstractAsyncContextManager[InUseSource]]
+
+
+def _aws_sources(aws: AwsSources) -> list[tuple[object, SourceOpener]]:
+    """The AWS in-use sources the policy file's sections turn on, each with its opener."""
+    table: list[tuple[object, SourceOpener]] = [
+        (aws.ecs, ecs.open_source),
+        (aws.lambda_, aws_lambda.open_source),
+        (aws.apprunner, apprunner.open_source),
+        (aws.batch, batch.open_source),
+    ]
+    return [(section, opener) for section, opener in table if section is not None]
 
 
 @asynccontextmanager

@@ -28,6 +28,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
         "AWS_REGION",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_ECR",
+        "AWS_ENDPOINT_URL_ECS",
+        "AWS_ENDPOINT_URL_LAMBDA",
+        "AWS_ENDPOINT_URL_EVENTBRIDGE",
+        "AWS_ENDPOINT_URL_SCHEDULER",
+        "AWS_ENDPOINT_URL_APPRUNNER",
+        "AWS_ENDPOINT_URL_BATCH",
         "AWS_SESSION_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -14,7 +14,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     out, md = tmp_path / "bench.json", tmp_path / "RESULTS.md"
     tiny = ["--quick", "--repositories", "3", "--images", "150", "--baseline-budget-s", "1"]
     tiny += ["--receiver-repositories", "2", "--receiver-pushes", "2", "--plan-images", "2000"]
-    tiny += ["--plan-runs", "2"]
+    tiny += ["--plan-runs", "2", "--in-use-clusters", "2", "--in-use-services", "2"]
     command = [sys.executable, "bench/run.py", *tiny, "--json", str(out), "--markdown", str(md)]
     # Its own process: the benchmark runs event loops and subprocesses of its own. The exit
     # code is not asserted: timing targets are for `make bench`, not for the test suite.
@@ -33,6 +33,9 @@ def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     assert receiver["wrong_state"] == 0
     assert plan["images"] == 2000 and plan["cpu_s"] > 0 and plan["peak_rss_mb"] > 0
     assert len(plan["cpu_s_runs"]) == 2 and min(plan["cpu_s_runs"]) <= plan["cpu_s"]
-    assert len(results["checks"]) == 6
+    in_use = results["in_use"]
+    assert in_use["ecs"]["services"] == 4 and in_use["ecs"]["first"]["total_calls"] > 0
+    assert in_use["lambda"]["first"]["references"] > 0
+    assert len(results["checks"]) == 7
     assert "sweep efficiency" in done.stdout  # the PASS/FAIL lines were printed
     assert "| Sweep wall time |" in md.read_text()

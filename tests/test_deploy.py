@@ -54,8 +54,12 @@ WORKLOAD_KINDS = ("Deployment", "CronJob")
 # permission", and the service authorization reference lists no ecr:ListImageReferrers.
 PERMISSION_OF = {"ecr:ListImageReferrers": "ecr:BatchGetImage"}
 CLIENT_FACTORY = "cleaner/clients/aws.py"
-OPENS_CLIENT = re.compile(r"""open_client\(\s*["']([a-z0-9-]+)["']""")
-AWS_CALL = re.compile(r"""\.(?:call|call_optional|pages)\(\s*["']([A-Z][A-Za-z]+)["']""")
+OPENS_CLIENT = re.compile(r"""open_(?:client|apis)\(\s*["']([a-z0-9-]+)["']""")
+# `api.call("Op"`, `api.call_optional("Op"`, `api.pages("Op"` and `collect(api, "Op"`.
+AWS_CALL = re.compile(
+    r"""(?:\.(?:call|call_optional|pages)\(|\bcollect\(\s*[\w.]+,)\s*["']([A-Z][A-Za-z]+)["']"""
+)
+CALL_SITE = re.compile(r"(?:\.(?:call|call_optional|pages)\(|\bcollect\(\s*[\w.]+,)\s*([^,)]*)")
 KUBE_API_GROUP = {"CoreV1Api": "", "AppsV1Api": "apps", "BatchV1Api": "batch"}
 
 
@@ -522,7 +526,7 @@ def test_one_module_makes_aws_clients_and_every_call_names_its_operation() -> No
         text = path.read_text(encoding="utf-8")
         if not OPENS_CLIENT.search(text):
             continue
-        sites = re.findall(r"\.(?:call|call_optional|pages)\(\s*([^,)]*)", text)
+        sites = CALL_SITE.findall(text)
         assert sites and all(re.fullmatch(r'"[A-Z][A-Za-z]+"', s) for s in sites), (path, sites)
     assert "ecr:BatchDeleteImage" in aws_operations_called()
 

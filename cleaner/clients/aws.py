@@ -226,16 +226,20 @@ class AwsApi:
         operation: str,
         *,
         cursor: str = "nextToken",
+        reply_cursor: str | None = None,
         **params: Any,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every page of a paginated operation, following `cursor` until it is absent."""
+        """Every page of a paginated operation: the answer's `reply_cursor` (default: the
+        same name as the request's `cursor`) is sent back until it is absent. Lambda, for
+        one, asks for `Marker` and answers `NextMarker`."""
         params = dict(params)
+        reply = reply_cursor or cursor
         while True:
             page = await self.call(operation, **params)
             yield page
-            if not page.get(cursor):
+            if not page.get(reply):
                 return
-            params[cursor] = page[cursor]
+            params[cursor] = page[reply]
 
     def translate(self, error: Exception, operation: str) -> CleanerError:
         code = error_code(error)

@@ -30,6 +30,8 @@ class MergedInUse:
             *(s.snapshot() for s in self.sources), return_exceptions=True
         )
         for source, result in zip(self.sources, results, strict=True):
+            if isinstance(result, InUseError) and result.source == source.name:
+                raise result  # it already names itself
             if isinstance(result, CleanerError):
                 message = f"in-use source {source.name}: {result}"
                 raise InUseError(message, source=source.name) from result

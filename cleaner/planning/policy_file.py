@@ -27,10 +27,11 @@ from cleaner.planning.protections import (
     TagRegex,
     compile_tag_regex,
 )
+from cleaner.planning.sources import SOURCE_SECTIONS, AwsSources, parse_sources
 from cleaner.planning.units import parse_duration
 
 USE_ECR_POLICY = "ecr"
-_TOP_KEYS = ("repositories", "protect", "safety", "kubernetes", "coordination")
+_TOP_KEYS = ("repositories", "protect", "safety", "kubernetes", "coordination", *SOURCE_SECTIONS)
 _ENTRY_KEYS = ("match", "rules")
 _PROTECT_KEYS = ("tags", "tag_regex", "semver", "newer_than", "pulled_within", "in_use")
 _IN_USE_MODES = {"auto": "auto", True: "on", False: "off"}
@@ -80,6 +81,8 @@ class PolicyFile:
     "on" or "off" (every in-use source off)."""
     kubernetes: KubernetesSection = field(default_factory=KubernetesSection)
     coordination: CoordinationSection = field(default_factory=CoordinationSection)
+    aws: AwsSources = field(default_factory=AwsSources)
+    """The in-use sources beyond Kubernetes (`ecs:`, `lambda:`, ...)."""
     source: str = "policy"
 
     def entry_for(self, repository: str) -> RepositoryEntry | None:
@@ -112,6 +115,7 @@ def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:
         in_use=_in_use_mode(protect, source),
         kubernetes=parse_kubernetes(top.get("kubernetes", {}), f"{source}: kubernetes"),
         coordination=parse_coordination(top.get("coordination", {}), f"{source}: coordination"),
+        aws=parse_sources(top, source),
         source=source,
     )
 
