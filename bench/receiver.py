@@ -115,7 +115,7 @@ async def run_receiver(
     doc = {"repositories": [{"match": "recv/*", "rules": rules}], "protect": {"in_use": False}}
     policy = parse_policy_file(doc, "bench")
     async with running(store, latency_ms=latency_ms, throttle=throttle) as url:
-        settings = EngineSettings("bench", region="us-east-1", endpoint_url=url)
+        settings = EngineSettings("bench", regions=("us-east-1",), endpoint_url=url)
         keys = wiring.Credentials("bench", "bench")  # the emulator checks no credentials
         async with wiring.open_engine(settings, policy, "serve", credentials=keys) as engine:
             figures = await _serve_burst(store, EnginePruner(engine, policy), names, pushes, old)

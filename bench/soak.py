@@ -66,7 +66,7 @@ async def run_soak(
            "protect": {"newer_than": "0s", "in_use": False}}  # fmt: skip
     policy = parse_policy_file(doc, "bench")
     async with running(store) as url:
-        settings = EngineSettings("bench", region="us-east-1", endpoint_url=url)
+        settings = EngineSettings("bench", regions=("us-east-1",), endpoint_url=url)
         keys = wiring.Credentials("bench", "bench")  # the emulator checks no credentials
         async with wiring.open_engine(settings, policy, "serve", credentials=keys) as engine:
             app = make_app(Deps(pruner=EnginePruner(engine, policy), auth=TokenAuth(TOKEN)))

@@ -92,7 +92,7 @@ async def sweep_once(url: str, names: list[str], concurrency: int) -> tuple[RunR
     request = SweepRequest(
         policy, datetime.now(UTC), tuple(names), apply=True, concurrency=concurrency
     )
-    settings = EngineSettings("bench", concurrency, region="us-east-1", endpoint_url=url)
+    settings = EngineSettings("bench", concurrency, regions=("us-east-1",), endpoint_url=url)
     async with wiring.open_engine(
         settings, policy, "sweep", limiter=AdaptiveLimiter(), credentials=BENCH_KEYS
     ) as engine:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class AuditLog:
     """An open audit log: `write` is the engine's sink; `open_intents` what to reconcile."""
 
-    def __init__(self, stream: IO[str], open_intents: dict[tuple[str, str], OpenIntent]):
+    def __init__(self, stream: IO[str], open_intents: dict[IntentKey, OpenIntent]):
         self._stream = stream
         self._open = open_intents
 
@@ -55,9 +55,14 @@ def audit_log(path: str | None) -> Iterator[AuditLog | None]:
         stream.close()
 
 
-def scan(lines: IO[str]) -> dict[tuple[str, str], OpenIntent]:
-    """(repository, digest) -> the open intent, for every intent no outcome followed."""
-    open_: dict[tuple[str, str], OpenIntent] = {}
+IntentKey = tuple[str, str, str, str]
+"""(account, region, repository, digest): records of a run over several targets carry the
+account and region (either "" when a record or its target has none)."""
+
+
+def scan(lines: IO[str]) -> dict[IntentKey, OpenIntent]:
+    """Every intent no outcome followed, by its key."""
+    open_: dict[IntentKey, OpenIntent] = {}
     unreadable = 0
     for line in lines:
         try:
@@ -70,11 +75,12 @@ def scan(lines: IO[str]) -> dict[tuple[str, str], OpenIntent]:
     return open_
 
 
-def _apply(record: dict[str, Any], open_: dict[tuple[str, str], OpenIntent]) -> None:
+def _apply(record: dict[str, Any], open_: dict[IntentKey, OpenIntent]) -> None:
     repository, event = record["repository"], record.get("event", DELETED)
+    account, region = str(record.get("account", "")), str(record.get("region", ""))
     if event == INTENT:
         for image in record["images"]:
-            intent = OpenIntent(record["run_id"], repository, image)
-            open_[(repository, image["digest"])] = intent
+            intent = OpenIntent(record["run_id"], repository, image, account, region)
+            open_[(account, region, repository, image["digest"])] = intent
     elif event in (DELETED, NOT_DELETED):
-        open_.pop((repository, record["digest"]), None)
+        open_.pop((account, region, repository, record["digest"]), None)

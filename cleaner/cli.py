@@ -59,6 +59,7 @@ async def dispatch(settings: Settings, out: TextIO) -> int:
 async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
     from cleaner import wiring
     from cleaner.engine import SweepRequest
+    from cleaner.engine.core import run_targets
     from cleaner.progress import terminal_progress
 
     engine_settings, run = settings.engine, settings.run
@@ -67,20 +68,26 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
     if not run.apply:
         log.info("DRY RUN: planning only, nothing will be deleted")
     now = datetime.now(UTC)
-    request = SweepRequest(
-        policy=policy,
-        now=now,
-        repositories=run.repositories,
-        apply=run.apply,
-        concurrency=engine_settings.concurrency,
-        shard=run.shard,
-    )
     mode: wiring.Mode = "sweep" if run.apply else "plan"
-    async with wiring.open_engine(
+    async with wiring.open_engines(
         engine_settings, policy, mode, audit_path=run.audit_log
-    ) as engine:
+    ) as targets:
+        runs = [
+            (
+                one.engine,
+                SweepRequest(
+                    policy=one.policy,
+                    now=now,
+                    repositories=run.repositories,
+                    apply=run.apply,
+                    concurrency=engine_settings.concurrency,
+                    shard=run.shard,
+                ),
+            )
+            for one in targets
+        ]
         with terminal_progress(enabled=run.apply) as progress:
-            report = await engine.run(request, progress)
+            report = await run_targets(runs, progress)
     write_report(report, run.output, now, out)
     return EXIT_OK if report.ok else EXIT_FAILED
 

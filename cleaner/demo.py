@@ -39,7 +39,7 @@ async def run_demo(out: TextIO, *, concurrency: int = 10) -> int:
     policy = parse_policy_file(decode(text, "demo-policy.yaml"), "demo-policy.yaml")
     async with running(store) as url:
         settings = EngineSettings(
-            policy_path="demo-policy.yaml", concurrency=concurrency, region=store.region,
+            policy_path="demo-policy.yaml", concurrency=concurrency, regions=(store.region,),
             endpoint_url=url,
         )  # fmt: skip
         async with wiring.open_engine(settings, policy, "sweep", credentials=DEMO_KEYS) as engine:

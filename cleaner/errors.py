@@ -11,6 +11,7 @@ other `CleanerError` is 1.
       RegistryError          a registry call failed after retries
         RepositoryNotFoundError
       InUseError             an in-use source could not tell what runs: fail closed
+      CredentialsError       an IAM role could not be assumed
       ClusterError           a Kubernetes API could not be configured, reached or read
       LeaseBusy, LeaseLost   per-repository coordination
       InvalidRequest         a delivery or request body that cannot be acted on (HTTP 400)
@@ -42,6 +43,15 @@ class RegistryError(CleanerError):
 
 class RepositoryNotFoundError(RegistryError):
     """The repository does not exist (or is not visible with these credentials)."""
+
+
+class CredentialsError(CleanerError):
+    """An IAM role could not be assumed; every call in its account fails with it."""
+
+    def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.operation = operation
 
 
 class InUseError(CleanerError):

@@ -47,6 +47,14 @@ def configure_logging(level: str, log_format: str) -> None:
     """Install the stderr handler at `level`, in `log_format` (the CLI does, once)."""
     logging.basicConfig(level=level, stream=sys.stderr, format=TEXT_FORMAT)
     use_log_format(log_format)
+    # A role that cannot be assumed is logged by botocore with a traceback on every call that
+    # tries; the cleaner reports it once, in its own words, against the target.
+    if logging.getLogger().level > logging.DEBUG:
+        for name in QUIETED:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+QUIETED = ("botocore.credentials", "aiobotocore.credentials")
 
 
 def use_log_format(log_format: str, logger: logging.Logger | None = None) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from cleaner.planning.model import Decision, RepositoryReport, RunReport, iso_utc
-from cleaner.planning.policy_file import PolicyFile
+from cleaner.planning.model import Decision, RepositoryReport, RunReport, Target, iso_utc
+from cleaner.planning.policy_file import PolicyFile, RepositoryEntry
 from cleaner.planning.protections import Protections
 from cleaner.planning.units import format_bytes, format_duration
 
@@ -15,6 +16,10 @@ def report_to_json(report: RunReport) -> dict[str, Any]:
     return {
         "dry_run": report.dry_run,
         "repositories": [_repository_json(r) for r in report.repositories],
+        "failed_targets": [
+            {"account": f.target.account, "region": f.target.region, "error": f.error}
+            for f in report.failed_targets
+        ],
     }
 
 
@@ -22,6 +27,8 @@ def _repository_json(report: RepositoryReport) -> dict[str, Any]:
     plan = report.plan
     return {
         "repository": report.repository,
+        "account": report.account,
+        "region": report.region,
         "keep": [_item(d) for d in plan.keep] if plan else [],
         "expire": [_item(d) for d in plan.expire] if plan else [],
         "deleted": list(report.deleted),
@@ -44,13 +51,27 @@ def _item(decision: Decision) -> dict[str, Any]:
 
 
 def render_text(report: RunReport, now: datetime, max_rows: int | None = None) -> str:
-    """A table per repository; `max_rows` shortens each table (the demo uses it)."""
+    """A table per repository, under a heading per target when the run had several;
+    `max_rows` shortens each table (the demo uses it)."""
     lines: list[str] = []
-    for repo in report.repositories:
-        lines.extend(_repository_lines(repo, now, report.dry_run, max_rows))
-        lines.append("")
+    groups = _by_target(report)
+    for target, repositories in groups.items():
+        if len(groups) > 1 or report.failed_targets:
+            lines += [f"== {target} ==", ""]
+        for repo in repositories:
+            lines.extend(_repository_lines(repo, now, report.dry_run, max_rows))
+            lines.append("")
+    for failed in report.failed_targets:
+        lines += [f"== {failed.target} ==", f"ERROR {failed.error}", ""]
     lines.append(summary(report))
     return "\n".join(lines) + "\n"
+
+
+def _by_target(report: RunReport) -> dict[str, list[RepositoryReport]]:
+    groups: dict[str, list[RepositoryReport]] = {}
+    for repo in report.repositories:
+        groups.setdefault(str(Target(repo.account, repo.region)), []).append(repo)
+    return groups
 
 
 def _repository_lines(
@@ -109,23 +130,21 @@ def summary(report: RunReport) -> str:
     failed = sum(len(r.failed) for r in report.repositories)
     text = f"{len(report.repositories)} repositories, {images} images, {expire} to expire"
     if report.dry_run:
-        return text + " (dry run: nothing deleted)"
-    outcome = f"{deleted} deleted ({format_bytes(report.reclaimed)}), {failed} failed"
-    return f"{text}, {outcome}, {errors} repository errors"
+        text += " (dry run: nothing deleted)"
+    else:
+        outcome = f"{deleted} deleted ({format_bytes(report.reclaimed)}), {failed} failed"
+        text = f"{text}, {outcome}, {errors} repository errors"
+    if report.failed_targets:
+        text += f"; {_count(len(report.failed_targets), 'target')} could not be swept"
+    return text
 
 
 def describe_policy(policy: PolicyFile) -> str:
     """The summary `ecr-cleaner validate` prints for a valid file."""
-    lines = [f"{policy.source}: valid", "repositories (first match wins):"]
-    for entry in policy.entries:
-        rules = (
-            "the repository's own ECR lifecycle policy"
-            if entry.lifecycle is None
-            else _count(len(entry.lifecycle.rules), "rule")
-        )
-        lines.append(f"  {', '.join(entry.match)}: {rules}")
-    if not any("*" in entry.match for entry in policy.entries):
-        lines.append("  anything else: left alone")
+    lines = [f"{policy.source}: valid"]
+    if policy.entries:
+        lines += ["repositories (first match wins):", *_entry_lines(policy.entries, "  ")]
+    lines += _target_lines(policy)
     lines.append("protect: " + "; ".join(_protections(policy.protect)))
     contexts = ", ".join(policy.kubernetes.contexts) or "the current one"
     lines.append(f"kubernetes: in_use {policy.in_use}, contexts {contexts}")
@@ -138,6 +157,33 @@ def describe_policy(policy: PolicyFile) -> str:
         f"max_deletions {'none' if limit is None else limit}"
     )
     return "\n".join(lines) + "\n"
+
+
+def _entry_lines(entries: Sequence[RepositoryEntry], indent: str) -> list[str]:
+    lines = []
+    for entry in entries:
+        rules = (
+            "the repository's own ECR lifecycle policy"
+            if entry.lifecycle is None
+            else _count(len(entry.lifecycle.rules), "rule")
+        )
+        lines.append(f"{indent}{', '.join(entry.match)}: {rules}")
+    if not any("*" in entry.match for entry in entries):
+        lines.append(f"{indent}anything else: left alone")
+    return lines
+
+
+def _target_lines(policy: PolicyFile) -> list[str]:
+    if not policy.targets:
+        return ["targets: the AWS chain's own account (or each --role-arn), in its region"]
+    lines = ["targets:"]
+    for target in policy.targets:
+        who = target.role or "the AWS chain's own account"
+        where = ", ".join(target.regions) or "the AWS chain's region"
+        lines.append(f"  {who} in {where}")
+        if target.entries:
+            lines += ["    its own repositories:", *_entry_lines(target.entries, "      ")]
+    return lines
 
 
 def _aws_sources(policy: PolicyFile) -> list[str]:

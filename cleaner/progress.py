@@ -27,7 +27,12 @@ def terminal_progress(*, enabled: bool = True) -> Iterator[EngineProgress]:
     )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("repositories", total=None, deleted=0)
-        deleted = 0
+        deleted = listed = 0
+
+        def add_listed(count: int) -> None:  # once per target
+            nonlocal listed
+            listed += count
+            bar.update(task, total=listed)
 
         def add_deleted(count: int) -> None:
             nonlocal deleted
@@ -35,7 +40,7 @@ def terminal_progress(*, enabled: bool = True) -> Iterator[EngineProgress]:
             bar.update(task, deleted=deleted)
 
         yield EngineProgress(
-            on_repositories=lambda total: bar.update(task, total=total),
+            on_repositories=add_listed,
             on_repository_done=lambda report: bar.advance(task),
             on_deleted=add_deleted,
         )

@@ -20,6 +20,7 @@ from typing import Any
 from cleaner import __version__
 from cleaner.errors import ConfigError
 from cleaner.planning.model import Shard
+from cleaner.planning.names import is_external_id, is_region, is_role_arn
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -68,6 +69,24 @@ def one_of(*choices: str) -> Callable[[str], str]:
 
 
 def text(value: str) -> str:
+    return value
+
+
+def region_name(value: str) -> str:
+    if not is_region(value):
+        raise ValueError("expected an AWS region such as eu-west-1")
+    return value
+
+
+def role_arn(value: str) -> str:
+    if not is_role_arn(value):
+        raise ValueError("expected an IAM role ARN, arn:aws:iam::<account>:role/<name>")
+    return value
+
+
+def external_id(value: str) -> str:
+    if not is_external_id(value):
+        raise ValueError("expected 2 to 1224 letters, digits or +=,.@:/-")
     return value
 
 
@@ -137,6 +156,8 @@ class Option:
     def _parse_env(self, raw: str) -> Any:
         if self.switch:
             return self._one(raw, self.env or self.flag, parse=_boolean)
+        if self.repeat:  # a list in one variable: comma-separated
+            return self._parse([v.strip() for v in raw.split(",") if v.strip()], self.env or "")
         return self._parse(raw, self.env or self.flag)
 
     def _one(self, raw: str, where: str, parse: Callable[[str], Any] | None = None) -> Any:
@@ -173,8 +194,26 @@ LOG_LEVEL = Option(
 )
 REGION = Option(
     "--region",
-    env="AWS_REGION",
-    help="AWS region (else the AWS chain: AWS_DEFAULT_REGION, profile)",
+    region_name,
+    (),
+    "AWS_REGION",
+    "AWS region; repeat it to sweep several (else the AWS chain: AWS_DEFAULT_REGION, profile)",
+    repeat=True,
+)
+ROLE_ARN = Option(
+    "--role-arn",
+    role_arn,
+    (),
+    "CLEANER_ROLE_ARNS",
+    "sweep the account of this IAM role, assumed from the AWS chain; repeatable",
+    metavar="ARN",
+    repeat=True,
+)
+EXTERNAL_ID = Option(
+    "--external-id",
+    external_id,
+    env="CLEANER_EXTERNAL_ID",
+    help="the external id the roles' trust policies ask for",
 )
 ENDPOINT = Option("--endpoint-url", help="ECR endpoint (else AWS_ENDPOINT_URL_ECR, else AWS)")
 KUBECONFIG = Option("--kubeconfig", metavar="FILE", help="kubeconfig for in-use protection")
@@ -234,7 +273,9 @@ EMULATOR_OPTIONS = (
 
 
 LOG_FORMAT = Option("--log-format", one_of(*LOG_FORMATS), "text", "CLEANER_LOG_FORMAT", "log lines")
-ENGINE_OPTIONS = (POLICY, CONCURRENCY, REGION, ENDPOINT, KUBECONFIG, KUBE_CONTEXT)
+ENGINE_OPTIONS = (
+    POLICY, CONCURRENCY, REGION, ROLE_ARN, EXTERNAL_ID, ENDPOINT, KUBECONFIG, KUBE_CONTEXT,
+)  # fmt: skip
 LOG_OPTIONS = (LOG_LEVEL, LOG_FORMAT)
 COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
     "plan": (
@@ -304,7 +345,11 @@ class EngineSettings:
 
     policy_path: str
     concurrency: int = 10
-    region: str | None = None
+    regions: tuple[str, ...] = ()
+    """() = the AWS chain's region."""
+    role_arns: tuple[str, ...] = ()
+    """Each role's account is swept in every region; () = the chain's own account."""
+    external_id: str | None = None
     endpoint_url: str | None = None
     kubeconfig: str | None = None
     kube_contexts: tuple[str, ...] = ()
@@ -398,7 +443,9 @@ def _engine(
     return EngineSettings(
         policy_path=values["policy"],
         concurrency=values["concurrency"],
-        region=values["region"],
+        regions=values["region"],
+        role_arns=values["role_arn"],
+        external_id=values["external_id"],
         endpoint_url=values["endpoint_url"],
         kubeconfig=values["kubeconfig"],
         kube_contexts=values["kube_context"],

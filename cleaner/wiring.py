@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -25,20 +25,26 @@ from cleaner.audit import audit_log
 from cleaner.clients.aws import CallHook, default_region
 from cleaner.clients.kubernetes import KubeTarget
 from cleaner.clients.ratelimit import Limiter
+from cleaner.clients.roles import AssumedRole
 from cleaner.coordination.lease import lease_namespace, open_coordinator
 from cleaner.engine import Engine
-from cleaner.engine.reconcile import reconcile
+from cleaner.engine.reconcile import OpenIntent, reconcile
+from cleaner.errors import ConfigError
 from cleaner.in_use import apprunner, aws_lambda, batch, ecs, kubernetes
+from cleaner.in_use.aws import Account
 from cleaner.in_use.merged import merged
-from cleaner.planning.policy_file import PolicyFile, load_policy_file
+from cleaner.planning.model import Target
+from cleaner.planning.policy_file import PolicyFile, RepositoryEntry, load_policy_file
 from cleaner.planning.sources import AwsSources
-from cleaner.ports import Coordinator, InUseSource, Registry
+from cleaner.planning.targets import TargetSpec, resolve_targets
+from cleaner.ports import AuditSink, Coordinator, InUseSource, Registry
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
 from cleaner.receiver.health import CachedCheck
 from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.metrics import Metrics
 from cleaner.receiver.pruner import EnginePruner
+from cleaner.receiver.routes import Route, TargetsPruner, prefix_of
 from cleaner.receiver.scheduler import SchedulerSettings
 from cleaner.registries.ecr import EcrRegistry
 from cleaner.settings import EngineSettings, ServeSettings
@@ -60,31 +66,75 @@ def load_policy(settings: EngineSettings) -> PolicyFile:
     return load_policy_file(settings.policy_path)
 
 
+@dataclass(frozen=True, slots=True)
+class TargetEngine:
+    """One target's engine, and the policy its repositories are pruned with."""
+
+    spec: TargetSpec[RepositoryEntry]
+    policy: PolicyFile
+    engine: Engine
+
+    @property
+    def target(self) -> Target:
+        return self.spec.target
+
+
+def target_specs(settings: EngineSettings, policy: PolicyFile) -> list[TargetSpec[RepositoryEntry]]:
+    """The targets of this run (`cleaner.planning.targets`); ConfigError when there is no
+    region to sweep or a target has no repository entries."""
+    specs = resolve_targets(
+        policy.targets,
+        roles=settings.role_arns,
+        regions=settings.regions,
+        external_id=settings.external_id,
+        default_region=default_region(),
+    )
+    for spec in specs:
+        if not (spec.entries or policy.entries):
+            raise ConfigError(
+                f"{policy.source}: target {spec.target} has no repository entries: give the "
+                "file a top-level 'repositories:' list"
+            )
+    return specs
+
+
+def target_policy(policy: PolicyFile, spec: TargetSpec[RepositoryEntry]) -> PolicyFile:
+    return policy if spec.entries is None else replace(policy, entries=spec.entries)
+
+
 @asynccontextmanager
 async def open_registry(
     settings: EngineSettings,
+    region: str,
     *,
+    role: AssumedRole | None = None,
     on_call: CallHook | None = None,
     limiter: Limiter | None = None,
     credentials: Credentials | None = None,
 ) -> AsyncIterator[Registry]:
     async with EcrRegistry.connect(
-        region=settings.region,
+        region=region,
         endpoint_url=settings.endpoint_url,
         max_connections=settings.concurrency,
         on_call=on_call,
         limiter=limiter,
         access_key=credentials.access_key if credentials else None,
         secret_key=credentials.secret_key if credentials else None,
+        role=role,
     ) as registry:
         yield registry
 
 
 @asynccontextmanager
 async def open_in_use(
-    settings: EngineSettings, policy: PolicyFile, mode: Mode
+    settings: EngineSettings, policy: PolicyFile, mode: Mode, accounts: Sequence[Account]
 ) -> AsyncIterator[InUseSource | None]:
-    """Every configured in-use source, merged: each must answer or the run fails closed."""
+    """Every configured in-use source, merged: each must answer or the run fails closed.
+
+    The AWS sources read every account the run sweeps, each in its targets' regions, and
+    the one merged set protects every target: an image in account A is in use when a
+    workload in account B runs it by A's URI, and if B cannot be read, A is not pruned.
+    """
     if policy.in_use == "off":
         yield None
         return
@@ -94,14 +144,24 @@ async def open_in_use(
         kubeconfig=settings.kubeconfig,
         contexts=settings.kube_contexts,
     )
-    watch, region = mode == "serve", settings.region or default_region()
+    watch = mode == "serve"
     async with AsyncExitStack() as stack:
         sources = [await stack.enter_async_context(kubernetes.open_source(options, watch=watch))]
         for section, open_source in _aws_sources(policy.aws):
-            sources.append(
-                await stack.enter_async_context(open_source(section, region, watch=watch))
-            )
+            for account in accounts:
+                source = open_source(section, account, watch=watch)
+                sources.append(await stack.enter_async_context(source))
         yield merged(sources)
+
+
+def accounts_of(
+    specs: Sequence[TargetSpec[Any]], roles: Mapping[str, AssumedRole]
+) -> list[Account]:
+    """One `Account` per role (or the chain's own), with the regions of its targets."""
+    regions: dict[str | None, list[str]] = {}
+    for spec in specs:
+        regions.setdefault(spec.role, []).append(spec.region)
+    return [Account(tuple(where), roles[role] if role else None) for role, where in regions.items()]
 
 
 SourceOpener = Callable[..., AbstractAsyncContextManager[InUseSource]]
@@ -139,6 +199,85 @@ async def open_coordination(
 
 
 @asynccontextmanager
+async def open_engines(
+    settings: EngineSettings,
+    policy: PolicyFile,
+    mode: Mode,
+    *,
+    audit_path: str | None = None,
+    on_call: CallHook | None = None,
+    limiter: Limiter | None = None,
+    credentials: Credentials | None = None,
+) -> AsyncIterator[list[TargetEngine]]:
+    """One engine per target, sharing the in-use set, the Leases and the audit log.
+
+    Each target has its own registry client, connection pool and adaptive rate limiter
+    (ECR throttles per account and region); `limiter`, for benchmarks, is used only when
+    the run has a single target. Each role is assumed once, for all of its regions and its
+    in-use sources. With an audit log, intents an earlier run left open are reconciled
+    against their target's registry before this process deletes anything.
+    """
+    specs = target_specs(settings, policy)
+    roles = {
+        s.role: AssumedRole(s.role, external_id=s.external_id, region=s.region)
+        for s in specs
+        if s.role
+    }
+    with audit_log(audit_path) as audit:
+        async with AsyncExitStack() as stack:
+            in_use = await stack.enter_async_context(
+                open_in_use(settings, policy, mode, accounts_of(specs, roles))
+            )
+            coordinator = await stack.enter_async_context(open_coordination(settings, policy, mode))
+            engines = []
+            for spec in specs:
+                registry = await stack.enter_async_context(
+                    open_registry(
+                        settings,
+                        spec.region,
+                        role=roles.get(spec.role or ""),
+                        on_call=on_call,
+                        limiter=limiter if len(specs) == 1 else None,
+                        credentials=credentials,
+                    )
+                )
+                sink = stamped(audit.write, spec.target) if audit is not None else None
+                engine = Engine(
+                    registry, in_use=in_use, coordinator=coordinator, audit=sink, target=spec.target
+                )
+                engines.append(TargetEngine(spec, target_policy(policy, spec), engine))
+            if audit is not None and mode != "plan":
+                await _reconcile(audit.open_intents(), engines)
+            yield engines
+
+
+def stamped(sink: AuditSink, target: Target) -> AuditSink:
+    """Every record names the target it was written for, so reconciling finds its registry."""
+    fields = {
+        key: value
+        for key, value in (("account", target.account), ("region", target.region))
+        if value
+    }
+    return lambda record: sink({**record, **fields})
+
+
+async def _reconcile(intents: Sequence[OpenIntent], engines: Sequence[TargetEngine]) -> None:
+    """Each open intent against the registry of the target that wrote it; intents from
+    before records named their target are reconciled only when there is a single target."""
+    for one in engines:
+        target, only = one.target, len(engines) == 1
+        mine = [
+            i
+            for i in intents
+            if (i.account, i.region) == (target.account, target.region)
+            or (only and not (i.account or i.region))
+        ]
+        if mine:
+            assert one.engine.audit is not None  # noqa: S101 - stamped above
+            await reconcile(mine, one.engine.registry, one.engine.audit)
+
+
+@asynccontextmanager
 async def open_engine(
     settings: EngineSettings,
     policy: PolicyFile,
@@ -149,43 +288,42 @@ async def open_engine(
     limiter: Limiter | None = None,
     credentials: Credentials | None = None,
 ) -> AsyncIterator[Engine]:
-    """The engine for one process, with every adapter its settings and policy ask for.
-
-    With an audit log, intents an earlier run left open are reconciled against the
-    registry before this process deletes anything (`cleaner.engine.reconcile`).
-    """
-    with audit_log(audit_path) as audit:
-        async with (
-            open_registry(
-                settings, on_call=on_call, limiter=limiter, credentials=credentials
-            ) as registry,
-            open_in_use(settings, policy, mode) as in_use,
-            open_coordination(settings, policy, mode) as coordinator,
-        ):
-            if audit is not None and mode != "plan":
-                await reconcile(audit.open_intents(), registry, audit.write)
-            sink = audit.write if audit is not None else None
-            yield Engine(registry, in_use=in_use, coordinator=coordinator, audit=sink)
-
-
-def serving_region(settings: EngineSettings) -> str | None:
-    """The region whose events the receiver serves: --region, else the AWS chain's."""
-    return settings.region or default_region()
+    """The engine of a single-target run (the demo, the benchmarks)."""
+    async with open_engines(
+        settings,
+        policy,
+        mode,
+        audit_path=audit_path,
+        on_call=on_call,
+        limiter=limiter,
+        credentials=credentials,
+    ) as engines:
+        if len(engines) != 1:
+            raise ConfigError(f"expected one target, the settings name {len(engines)}")
+        yield engines[0].engine
 
 
 @asynccontextmanager
 async def open_receiver(
     settings: EngineSettings, serve: ServeSettings, policy: PolicyFile, token: str | None
 ) -> AsyncIterator[web.Application]:
-    """The receiver's application over a watching engine; `cleaner.receiver.serve` runs it."""
+    """The receiver's application over watching engines, one per target; an event's account
+    and region pick its target (`cleaner.receiver.routes`). `cleaner.receiver.serve` runs it."""
     metrics = Metrics()
-    async with open_engine(
+    async with open_engines(
         settings, policy, "serve", audit_path=serve.audit_log, on_call=metrics.record_ecr_call
-    ) as engine:
+    ) as engines:
+        lone = len(engines) == 1
+        routes, pruners = [], []
+        for one in engines:
+            scope = Scope(account=one.target.account or serve.account, region=one.target.region)
+            prefix = "" if lone else prefix_of(scope)
+            routes.append(Route(scope, _covers(one.policy), prefix))
+            pruners.append((prefix, EnginePruner(one.engine, one.policy, settings.concurrency)))
         deps = Deps(
-            pruner=EnginePruner(engine, policy, settings.concurrency),
+            pruner=pruners[0][1] if lone else TargetsPruner(pruners),
             auth=TokenAuth(token),
-            scope=Scope(account=serve.account, region=serving_region(settings)),
+            routes=tuple(routes),
             schedule=SchedulerSettings(
                 debounce_s=serve.debounce_s,
                 max_prunes=serve.max_prunes,
@@ -194,7 +332,12 @@ async def open_receiver(
             ),
             drain_timeout_s=serve.drain_timeout_s,
             metrics=metrics,
-            readiness=(CachedCheck("registry", engine.registry.ping),),
-            covers=lambda repository: policy.entry_for(repository) is not None,
+            readiness=tuple(
+                CachedCheck(f"registry {one.target}", one.engine.registry.ping) for one in engines
+            ),
         )
         yield make_app(deps)
+
+
+def _covers(policy: PolicyFile) -> Callable[[str], bool]:
+    return lambda repository: policy.entry_for(repository) is not None

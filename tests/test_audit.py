@@ -160,7 +160,7 @@ def test_scan_skips_a_line_cut_short_and_pairs_outcomes_with_intents() -> None:
         {"event": "not_deleted", "run_id": "a", "repository": "r", "digest": "d2"},
     ]  # fmt: skip
     text = "\n".join(json.dumps(line) for line in lines) + '\n{"event": "del'
-    assert {key[1] for key in scan(io.StringIO(text))} == {"d3"}
+    assert {key[-1] for key in scan(io.StringIO(text))} == {"d3"}
 
 
 async def test_a_plan_never_reconciles_or_writes(tmp_path: Path, emulator: Any) -> None:

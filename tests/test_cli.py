@@ -115,7 +115,16 @@ async def test_json_output_has_the_documented_shape(
     )
     assert code == 0
     (repo,) = json.loads(out)["repositories"]
-    assert set(repo) == {"repository", "keep", "expire", "deleted", "failed", "error"}
+    assert set(repo) == {
+        "repository",
+        "account",
+        "region",
+        "keep",
+        "expire",
+        "deleted",
+        "failed",
+        "error",
+    }
     item = repo["keep"][0]
     assert set(item) == {"digest", "tags", "pushed_at", "size", "reason"}
     assert item["tags"] == ["build-2"] and item["pushed_at"].endswith("Z") and item["reason"]

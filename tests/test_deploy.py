@@ -42,6 +42,7 @@ K8S = ROOT / "k8s"
 DOCKERFILE = ROOT / "Dockerfile"
 IAM_POLICY = K8S / "aws" / "iam-policy.json"
 EVENTBRIDGE = K8S / "aws" / "eventbridge.yaml"
+MEMBER_ROLE = K8S / "aws" / "member-role.yaml"
 
 # The oldest Kubernetes the manifests promise to work on, and the newest schemas bundled with
 # kubernetes-validate. CronJob.timeZone (1.27) and Indexed Jobs (1.24) set the real floor.
@@ -163,8 +164,8 @@ CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 
 @cache
-def template() -> dict[str, Any]:
-    text = EVENTBRIDGE.read_text(encoding="utf-8")
+def template(path: Path = EVENTBRIDGE) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
     loaded: dict[str, Any] = yaml.load(text, Loader=CfnLoader)  # noqa: S506 - a SafeLoader
     return loaded
 
@@ -545,6 +546,8 @@ def as_list(value: str | list[str]) -> list[str]:
 SCOPED_RESOURCE = {
     "ecr": r"arn:aws:ecr:[a-z0-9-]+:\d{12}:repository/.+",
     "sqs": r"arn:aws:sqs:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+",
+    # The member accounts' roles, each named: never every role of an account.
+    "sts": r"arn:aws:iam::\d{12}:role/ecr-cleaner-member",
 }
 READ_ONLY = re.compile(r"[a-z0-9-]+:(List|Describe|Get|BatchGet)[A-Za-z]*")
 
@@ -618,5 +621,28 @@ def test_the_eventbridge_stack_sends_successful_pushes_to_the_receiver() -> None
 
 
 def test_cfn_lint_finds_nothing() -> None:
-    result = run(tool("cfn-lint"), str(EVENTBRIDGE))
+    result = run(tool("cfn-lint"), str(EVENTBRIDGE), str(MEMBER_ROLE))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_member_role_trusts_only_the_cleaner_and_allows_what_its_targets_need() -> None:
+    """The member template grants, in every region of its account, the same ECR actions and
+    in-use reads as the cleaner's own policy, statement by statement; nothing else."""
+    resources = template(MEMBER_ROLE)["Resources"]
+    role = resources["MemberRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": {"Ref": "CleanerRoleArn"}}
+    assert trust["Action"] == "sts:AssumeRole"
+    assert "ExternalId" in str(trust["Condition"])
+    granted = [
+        *role["Policies"][0]["PolicyDocument"]["Statement"],
+        *resources["WorkloadReads"]["Properties"]["PolicyDocument"]["Statement"],
+    ]
+    member = {s["Sid"]: sorted(as_list(s["Action"])) for s in granted}
+    own = {s["Sid"]: sorted(as_list(s["Action"])) for s in policy_statements()}
+    assert member == {sid: actions for sid, actions in own.items() if sid in member}
+    assert set(own) - set(member) == {"AssumeMemberAccountRoles"}
+    for statement in granted:
+        if any(a.startswith("ecr:") for a in as_list(statement["Action"])):
+            resource = statement["Resource"]["Sub"]
+            assert resource == "arn:${AWS::Partition}:ecr:*:${AWS::AccountId}:repository/*"

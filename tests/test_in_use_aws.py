@@ -24,6 +24,7 @@ import pytest
 from cleaner.clients.retry import Backoff
 from cleaner.errors import InUseError
 from cleaner.in_use import apprunner, aws_lambda, batch, ecs
+from cleaner.in_use.aws import Account
 from cleaner.in_use.snapshots import Refreshing
 from cleaner.planning.policy_file import parse_policy_file
 from cleaner.planning.references import InUse
@@ -181,7 +182,7 @@ DEFAULTS = EcsSection()
 
 
 async def ecs_snapshot(section: EcsSection = DEFAULTS) -> InUse:
-    async with ecs.open_source(section, REGION, watch=False, backoff=QUICK) as source:
+    async with ecs.open_source(section, Account((REGION,)), watch=False, backoff=QUICK) as source:
         return await source.snapshot()
 
 
@@ -261,7 +262,9 @@ async def test_a_lambda_alias_protects_the_tag_and_the_resolved_digest(fake: Aws
     )
     fake.add_function("zipped", {"$LATEST": ("", "")}, package_type="Zip")
     section = LambdaSection(versions=1)
-    async with aws_lambda.open_source(section, REGION, watch=False, backoff=QUICK) as source:
+    async with aws_lambda.open_source(
+        section, Account((REGION,)), watch=False, backoff=QUICK
+    ) as source:
         found = who_uses(await source.snapshot())
     assert found[f"fn@{live}"] == {"lambda:api:live", "lambda:api:4 (newest 1)"}
     assert found["fn:v4"] == found[f"fn@{live}"]
@@ -280,9 +283,9 @@ async def test_app_runner_and_batch_are_protected_by_reference(fake: AwsFake) ->
         "jobDefinitionName": "train", "revision": 1,
         "eksProperties": {"podProperties": {"containers": [{"image": f"{REGISTRY}/train:gpu"}]}},
     })  # fmt: skip
-    async with apprunner.open_source(AppRunnerSection(), REGION, watch=False) as source:
+    async with apprunner.open_source(AppRunnerSection(), Account((REGION,)), watch=False) as source:
         assert who_uses(await source.snapshot()) == {"web:stable": {"apprunner:web"}}
-    async with batch.open_source(BatchSection(), REGION, watch=False) as source:
+    async with batch.open_source(BatchSection(), Account((REGION,)), watch=False) as source:
         assert who_uses(await source.snapshot()) == {
             "etl:v7": {"batch:etl:3"}, "train:gpu": {"batch:train:1"},
         }  # fmt: skip

@@ -321,7 +321,7 @@ async def test_prune_without_wait_answers_a_job_to_poll(
     async with asyncio.timeout(5):
         while job["state"] != "done":
             status, job, _ = await call(client, "GET", f"/jobs/{job['id']}", None, BEARER)
-    assert job["report"] == {"dry_run": True, "repositories": []}
+    assert job["report"] == {"dry_run": True, "repositories": [], "failed_targets": []}
     assert pruner.calls[0][:2] == ((), True)
 
 

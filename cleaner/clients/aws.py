@@ -10,13 +10,14 @@ failure leaves as the adapter's own error type.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.credentials import AioCredentialResolver, AioDeferredRefreshableCredentials
+from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -29,7 +30,10 @@ from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from cleaner.clients.ratelimit import AdaptiveLimiter, Limiter
 from cleaner.clients.retry import Backoff, retrying
-from cleaner.errors import CleanerError, ConfigError
+from cleaner.errors import CleanerError, ConfigError, CredentialsError
+
+if TYPE_CHECKING:
+    from cleaner.clients.roles import AssumedRole
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +129,37 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+Fetch = Callable[[], Awaitable[dict[str, str]]]
+"""Returns access_key, secret_key, token and expiry_time (ISO 8601), as botocore wants."""
+
+
+def refreshable_credentials(fetch: Fetch, *, method: str) -> Any:
+    """botocore's refreshable credentials: fetched on first use, and again when a call finds
+    them within 15 minutes of expiry, under a lock, so concurrent calls share one fetch."""
+    return AioDeferredRefreshableCredentials(fetch, method=method)
+
+
+class _Fixed:
+    """A provider for botocore's credential resolver that always answers the same ones."""
+
+    def __init__(self, credentials: Any, method: str) -> None:
+        self._credentials, self.METHOD = credentials, method
+        self.CANONICAL_NAME = method
+
+    async def load(self) -> Any:
+        return self._credentials
+
+
+def _session(role: AssumedRole | None) -> AioSession:
+    session = get_session()
+    if role is not None:
+        # The credential resolver is a documented session component; a role's holds one
+        # provider, so no client acting as the role falls back to the caller's credentials.
+        provider = _Fixed(role.credentials, "assume-role")
+        session.register_component("credential_provider", AioCredentialResolver([provider]))
+    return session
+
+
 @asynccontextmanager
 async def open_client(
     service: str,
@@ -134,16 +169,17 @@ async def open_client(
     max_connections: int = 10,
     access_key: str | None = None,
     secret_key: str | None = None,
+    role: AssumedRole | None = None,
 ) -> AsyncIterator[Any]:
-    """An aiobotocore client for `service` from the standard chain; ConfigError if it cannot
-    be built (no region, a bad profile, a bad endpoint URL)."""
+    """An aiobotocore client for `service` from the standard chain, or acting as `role`;
+    ConfigError if it cannot be built (no region, a bad profile, a bad endpoint URL)."""
     config = AioConfig(
         retries={"mode": "standard", "total_max_attempts": 1},  # see cleaner/clients/retry.py
         max_pool_connections=max_connections,
         connect_timeout=10,
         read_timeout=60,
     )
-    session = get_session()
+    session = _session(role)
     # botocore turns every timestamp into a dateutil tz object; the JSON protocols send epoch
     # seconds, and a sweep parses two per image (listing and re-verification). The factory's
     # documented hook swaps in a parser that is several times cheaper.
@@ -201,7 +237,7 @@ class AwsApi:
         method = getattr(self.client, snake_case(operation))
         try:
             return await self._retried(operation, method, params, is_transient)
-        except (ClientError, BotoCoreError) as error:
+        except (ClientError, BotoCoreError, CredentialsError) as error:
             raise self.translate(error, operation) from error
 
     async def call_optional(self, operation: str, **params: Any) -> dict[str, Any] | None:
@@ -218,7 +254,7 @@ class AwsApi:
                 log.debug("%s is not supported by this endpoint: %s", operation, error)
                 return None
             raise self.translate(error, operation) from error
-        except BotoCoreError as error:
+        except (BotoCoreError, CredentialsError) as error:
             raise self.translate(error, operation) from error
 
     async def pages(
@@ -247,6 +283,8 @@ class AwsApi:
             message = error.response.get("Error", {}).get("Message", "") or str(error)
             make = self._errors_by_code.get(code, self._error)
             return make(f"{operation}: {code}: {message}", code=code, operation=operation)
+        if isinstance(error, CredentialsError):  # a role that could not be assumed
+            return self._error(f"{operation}: {error}", code=error.code, operation=operation)
         return self._error(f"{operation}: {error}", code=type(error).__name__, operation=operation)
 
     async def _retried(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +26,8 @@ from cleaner.planning.model import (
     RepositoryReport,
     RunReport,
     Shard,
+    Target,
+    TargetFailure,
     Verdict,
     newest_first,
 )
@@ -84,11 +86,22 @@ class Engine:
     coordinator: Coordinator | None = None
     audit: AuditSink | None = None
     """Receives one record per deleted image (`sweep --audit-log FILE` appends them)."""
+    target: Target = field(default_factory=Target)
+    """Where the registry is: every repository report names it, shards hash it."""
 
     async def run(self, request: SweepRequest, progress: Progress | None = None) -> RunReport:
         """Prune every requested repository; one repository's failure never stops the others."""
         sweep = _Sweep(self, request, progress or Progress())
         return await sweep.run()
+
+
+async def run_targets(
+    runs: Sequence[tuple[Engine, SweepRequest]], progress: Progress | None = None
+) -> RunReport:
+    """Several targets at once, each through its own engine (its own registry client,
+    rate limiter and concurrency); a target that fails is reported, the others go on."""
+    reports = await asyncio.gather(*(engine.run(request, progress) for engine, request in runs))
+    return RunReport.combine(dry_run=not any(r.apply for _, r in runs), reports=reports)
 
 
 async def run(
@@ -115,13 +128,20 @@ class _Sweep:
 
     async def run(self) -> RunReport:
         log.info("run %s: %s", self.run_id, "apply" if self.request.apply else "dry run")
-        names = await self._chosen_names()
+        try:
+            names = await self._chosen_names()
+        # The registry cannot even be listed (access denied, a region not enabled): this
+        # target fails, and a run over several targets carries on with the others.
+        except CleanerError as error:
+            log.error("%s: %s", self.engine.target, error)
+            failure = TargetFailure(self.engine.target, str(error))
+            return RunReport(dry_run=not self.request.apply, failed_targets=(failure,))
         self.progress.on_repositories(len(names))
         slots = asyncio.Semaphore(self.request.concurrency)
 
-        async def one(target: str | Repository) -> RepositoryReport:
+        async def one(named: str | Repository) -> RepositoryReport:
             async with slots:
-                report = await self._prune(target)
+                report = await self._prune(named)
             self.progress.on_repository_done(report)
             return report
 
@@ -138,21 +158,40 @@ class _Sweep:
         listed: list[str | Repository] = list(request.repositories)
         if not listed:
             found = await self.registry.repositories()
-            listed = [r for r in found if request.shard is None or request.shard.owns(r.name)]
+            listed = [r for r in found if request.shard is None or request.shard.owns(self._key(r))]
         chosen = [t for t in listed if request.policy.entry_for(_name(t)) is not None]
         for skipped in sorted({_name(t) for t in listed} - {_name(t) for t in chosen}):
             log.info("%s: no policy entry matches; left alone", skipped)
         return chosen
 
-    async def _prune(self, target: str | Repository) -> RepositoryReport:
-        name = _name(target)
+    def _key(self, repository: Repository) -> str:
+        """What a shard hashes: the account, region and name, so that one Indexed Job can
+        split several accounts and regions; the name alone where the registry has neither."""
+        account = self.engine.target.account or repository.registry_id
+        parts = (account, self.engine.target.region, repository.name)
+        return "/".join(part for part in parts if part)
+
+    async def _prune(self, named: str | Repository) -> RepositoryReport:
+        """One repository, reported with the target it is in."""
+        resolved: list[Repository] = [named] if isinstance(named, Repository) else []
+        report = await self._prune_one(named, resolved)
+        target = self.engine.target
+        account = target.account or (resolved[0].registry_id if resolved else "")
+        return replace(report, account=account, region=target.region)
+
+    async def _prune_one(
+        self, named: str | Repository, resolved: list[Repository]
+    ) -> RepositoryReport:
+        name = _name(named)
         coordinator = self.engine.coordinator
-        held = coordinator.hold(name) if coordinator and self.request.apply else nullcontext()
         try:
-            repository = target if isinstance(target, Repository) else None
-            repository = repository or await self.registry.repository(name)
+            if not resolved:
+                resolved.append(await self.registry.repository(name))
+            # The Lease is per target and repository: `api` in two accounts are two locks.
+            key = self._key(resolved[0])
+            held = coordinator.hold(key) if coordinator and self.request.apply else nullcontext()
             async with held:
-                return await self._plan_and_apply(repository)
+                return await self._plan_and_apply(resolved[0])
         # A registry or in-use source that cannot be read, a bad `rules: ecr` policy, a busy
         # or lost Lease: that repository fails, nothing more is deleted in it, the others
         # carry on.

@@ -32,6 +32,9 @@ class OpenIntent:
     repository: str
     image: Mapping[str, Any]
     """As `records.image_fields` wrote it: digest, tags, pushed_at, size, rule, reason."""
+    account: str = ""
+    region: str = ""
+    """The target the intent was written for; "" in records of a single-target run."""
 
 
 async def reconcile(intents: Iterable[OpenIntent], registry: Registry, audit: AuditSink) -> int:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from cleaner.clients.retry import Backoff
-from cleaner.in_use.aws import RegionApi, bounded, collect, open_apis
+from cleaner.in_use.aws import Account, RegionApi, bounded, collect, open_apis
 from cleaner.in_use.snapshots import Once, Refreshing
 from cleaner.planning.references import InUse, Use, parse_reference
 from cleaner.planning.sources import AppRunnerSection
@@ -45,17 +45,17 @@ async def _service(region: RegionApi, arn: str, name: str) -> list[Use]:
 @asynccontextmanager
 async def open_source(
     section: AppRunnerSection,
-    default_region: str | None,
+    account: Account,
     *,
     watch: bool,
     backoff: Backoff | None = None,
 ) -> AsyncIterator[InUseSource]:
-    regions = list(section.regions) or [r for r in [default_region] if r]
-    async with open_apis("apprunner", regions, backoff=backoff) as apis:
+    regions = account.regions_for(section.regions)
+    async with open_apis("apprunner", regions, role=account.role, backoff=backoff) as apis:
         look = AppRunnerLook(apis)
-        name = f"apprunner:{','.join(regions) or 'default region'}"
+        name = account.source_name("apprunner", regions)
         if not watch:
-            yield Once(name, look)
+            yield Once(name, account.labelled(look))
             return
-        async with Refreshing(name, look).running() as refreshing:
+        async with Refreshing(name, account.labelled(look)).running() as refreshing:
             yield refreshing

@@ -17,8 +17,11 @@ from typing import Any, TypeVar
 
 from cleaner.clients.aws import AwsApi, open_client
 from cleaner.clients.retry import Backoff
+from cleaner.clients.roles import AssumedRole
 from cleaner.errors import InUseError
-from cleaner.planning.references import ImageRef, Use, parse_reference
+from cleaner.in_use.snapshots import Look
+from cleaner.planning.names import account_of
+from cleaner.planning.references import ImageRef, InUse, Use, parse_reference
 
 T = TypeVar("T")
 Definitions = dict[str, set[str]]
@@ -33,17 +36,52 @@ class RegionApi:
     api: AwsApi
 
 
+@dataclass(frozen=True, slots=True)
+class Account:
+    """Whose workloads a source reads: the AWS chain's own account, or an assumed role's
+    (`cleaner.clients.aws.AssumedRole`), in the regions its targets are in."""
+
+    regions: tuple[str, ...] = ()
+    """Read where the section names no regions of its own: the targets' regions."""
+    role: AssumedRole | None = None
+
+    def regions_for(self, named: Sequence[str]) -> list[str]:
+        return list(named) or list(self.regions)
+
+    def labelled(self, look: Look) -> Look:
+        """With a role, each use names its account: "ecs:prod/service/api (account 2222...)",
+        so a reason says which account's workload keeps an image."""
+        if self.role is None:
+            return look
+        account = account_of(self.role.arn)
+
+        async def in_account() -> InUse:
+            found = await look()
+            return InUse.of(Use(u.ref, f"{u.who} (account {account})") for u in found.uses)
+
+        return in_account
+
+    def source_name(self, kind: str, regions: Sequence[str]) -> str:
+        """`ecs:eu-west-1`, or with a role `ecs:222222222222/eu-west-1`: errors name it."""
+        where = ",".join(regions) or "default region"
+        return f"{kind}:{account_of(self.role.arn)}/{where}" if self.role else f"{kind}:{where}"
+
+
 @asynccontextmanager
 async def open_apis(
-    service: str, regions: Sequence[str], *, backoff: Backoff | None = None
+    service: str,
+    regions: Sequence[str],
+    *,
+    role: AssumedRole | None = None,
+    backoff: Backoff | None = None,
 ) -> AsyncIterator[list[RegionApi]]:
     """A client for `service` in each region, from the standard AWS chain (the endpoint
-    from `AWS_ENDPOINT_URL_<SERVICE>` when set, as botocore reads it)."""
+    from `AWS_ENDPOINT_URL_<SERVICE>` when set, as botocore reads it), or as `role`."""
     async with AsyncExitStack() as stack:
         apis = []
         for region in regions:
             client = await stack.enter_async_context(
-                open_client(service, region=region, max_connections=CONCURRENT_CALLS)
+                open_client(service, region=region, max_connections=CONCURRENT_CALLS, role=role)
             )
             apis.append(RegionApi(region, AwsApi(client, error=InUseError, backoff=backoff)))
         yield apis

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from cleaner.clients.retry import Backoff
-from cleaner.in_use.aws import RegionApi, bounded, collect, matches_any, open_apis
+from cleaner.in_use.aws import Account, RegionApi, bounded, collect, matches_any, open_apis
 from cleaner.in_use.snapshots import Once, Refreshing
 from cleaner.planning.references import InUse, Use, parse_reference
 from cleaner.planning.sources import LambdaSection
@@ -82,17 +82,17 @@ class LambdaLook:
 @asynccontextmanager
 async def open_source(
     section: LambdaSection,
-    default_region: str | None,
+    account: Account,
     *,
     watch: bool,
     backoff: Backoff | None = None,
 ) -> AsyncIterator[InUseSource]:
-    regions = list(section.regions) or [r for r in [default_region] if r]
-    async with open_apis("lambda", regions, backoff=backoff) as apis:
+    regions = account.regions_for(section.regions)
+    async with open_apis("lambda", regions, role=account.role, backoff=backoff) as apis:
         look = LambdaLook(section, apis)
-        name = f"lambda:{','.join(regions) or 'default region'}"
+        name = account.source_name("lambda", regions)
         if not watch:
-            yield Once(name, look)
+            yield Once(name, account.labelled(look))
             return
-        async with Refreshing(name, look).running() as refreshing:
+        async with Refreshing(name, account.labelled(look)).running() as refreshing:
             yield refreshing

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from cleaner.clients.retry import Backoff
-from cleaner.in_use.aws import RegionApi, collect, open_apis
+from cleaner.in_use.aws import Account, RegionApi, collect, open_apis
 from cleaner.in_use.snapshots import Once, Refreshing
 from cleaner.planning.references import InUse, Use, parse_reference
 from cleaner.planning.sources import BatchSection
@@ -56,17 +56,17 @@ def _properties(holder: Mapping[str, Any]) -> Iterator[object]:
 @asynccontextmanager
 async def open_source(
     section: BatchSection,
-    default_region: str | None,
+    account: Account,
     *,
     watch: bool,
     backoff: Backoff | None = None,
 ) -> AsyncIterator[InUseSource]:
-    regions = list(section.regions) or [r for r in [default_region] if r]
-    async with open_apis("batch", regions, backoff=backoff) as apis:
+    regions = account.regions_for(section.regions)
+    async with open_apis("batch", regions, role=account.role, backoff=backoff) as apis:
         look = BatchLook(apis)
-        name = f"batch:{','.join(regions) or 'default region'}"
+        name = account.source_name("batch", regions)
         if not watch:
-            yield Once(name, look)
+            yield Once(name, account.labelled(look))
             return
-        async with Refreshing(name, look).running() as refreshing:
+        async with Refreshing(name, account.labelled(look)).running() as refreshing:
             yield refreshing

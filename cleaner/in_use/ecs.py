@@ -28,6 +28,7 @@ from typing import Any
 from cleaner.clients.retry import Backoff
 from cleaner.in_use import eventbridge, schedules
 from cleaner.in_use.aws import (
+    Account,
     Definitions,
     RegionApi,
     bounded,
@@ -223,21 +224,27 @@ def _containers(answer: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 @asynccontextmanager
 async def open_source(
-    section: EcsSection, default_region: str | None, *, watch: bool, backoff: Backoff | None = None
+    section: EcsSection, account: Account, *, watch: bool, backoff: Backoff | None = None
 ) -> AsyncIterator[InUseSource]:
     """The ECS source for the section: read once (sweep) or refreshed (receiver)."""
-    regions = list(section.regions) or [r for r in [default_region] if r]
+    regions = account.regions_for(section.regions)
     async with AsyncExitStack() as stack:
-        ecs = await stack.enter_async_context(open_apis("ecs", regions, backoff=backoff))
+        ecs = await stack.enter_async_context(
+            open_apis("ecs", regions, role=account.role, backoff=backoff)
+        )
         events: list[RegionApi] = []
         scheduler: list[RegionApi] = []
         if section.scheduled_tasks:
-            events = await stack.enter_async_context(eventbridge.open_rules(regions, backoff))
-            scheduler = await stack.enter_async_context(schedules.open_schedules(regions, backoff))
+            events = await stack.enter_async_context(
+                eventbridge.open_rules(regions, backoff, account.role)
+            )
+            scheduler = await stack.enter_async_context(
+                schedules.open_schedules(regions, backoff, account.role)
+            )
         look = EcsLook(section, ecs, events, scheduler)
-        name = f"ecs:{','.join(regions) or 'default region'}"
+        name = account.source_name("ecs", regions)
         if not watch:
-            yield Once(name, look)
+            yield Once(name, account.labelled(look))
             return
-        async with Refreshing(name, look).running() as refreshing:
+        async with Refreshing(name, account.labelled(look)).running() as refreshing:
             yield refreshing

@@ -10,14 +10,15 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from cleaner.clients.retry import Backoff
+from cleaner.clients.roles import AssumedRole
 from cleaner.in_use.aws import Definitions, RegionApi, collect, open_apis, short_name
 
 
 @asynccontextmanager
 async def open_schedules(
-    regions: Sequence[str], backoff: Backoff | None = None
+    regions: Sequence[str], backoff: Backoff | None = None, role: AssumedRole | None = None
 ) -> AsyncIterator[list[RegionApi]]:
-    async with open_apis("scheduler", regions, backoff=backoff) as apis:
+    async with open_apis("scheduler", regions, role=role, backoff=backoff) as apis:
         yield apis
 
 

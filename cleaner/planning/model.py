@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import compress, count, islice
@@ -202,6 +202,9 @@ class RepositoryReport:
     deleted: tuple[str, ...] = ()
     failed: tuple[DeleteFailure, ...] = ()
     error: str | None = None
+    account: str = ""
+    """The registry's account (ECR: its registry id); "" when the registry has none."""
+    region: str = ""
 
     @property
     def ok(self) -> bool:
@@ -216,13 +219,43 @@ class RepositoryReport:
 
 
 @dataclass(frozen=True, slots=True)
+class Target:
+    """Where a registry is: an account and a region (ECR); "" where it has neither."""
+
+    account: str = ""
+    region: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(part for part in (self.account, self.region) if part) or "registry"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFailure:
+    """A target that could not be swept at all (a role not assumable, a region not
+    enabled, listing refused): the run reports it and carries on with the others."""
+
+    target: Target
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunReport:
     dry_run: bool
     repositories: tuple[RepositoryReport, ...] = field(default_factory=tuple)
+    failed_targets: tuple[TargetFailure, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.repositories)
+        return not self.failed_targets and all(r.ok for r in self.repositories)
+
+    @classmethod
+    def combine(cls, dry_run: bool, reports: Sequence[RunReport]) -> RunReport:
+        """The report of a run over several targets: each one's repositories and failures."""
+        return cls(
+            dry_run=dry_run,
+            repositories=tuple(r for report in reports for r in report.repositories),
+            failed_targets=tuple(f for report in reports for f in report.failed_targets),
+        )
 
     @property
     def reclaimed(self) -> int:

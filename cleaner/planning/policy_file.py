@@ -28,10 +28,13 @@ from cleaner.planning.protections import (
     compile_tag_regex,
 )
 from cleaner.planning.sources import SOURCE_SECTIONS, AwsSources, parse_sources
+from cleaner.planning.targets import TargetEntry, parse_targets
 from cleaner.planning.units import parse_duration
 
 USE_ECR_POLICY = "ecr"
-_TOP_KEYS = ("repositories", "protect", "safety", "kubernetes", "coordination", *SOURCE_SECTIONS)
+_TOP_KEYS = (
+    "repositories", "targets", "protect", "safety", "kubernetes", "coordination", *SOURCE_SECTIONS,
+)  # fmt: skip
 _ENTRY_KEYS = ("match", "rules")
 _PROTECT_KEYS = ("tags", "tag_regex", "semver", "newer_than", "pulled_within", "in_use")
 _IN_USE_MODES = {"auto": "auto", True: "on", False: "off"}
@@ -83,6 +86,8 @@ class PolicyFile:
     coordination: CoordinationSection = field(default_factory=CoordinationSection)
     aws: AwsSources = field(default_factory=AwsSources)
     """The in-use sources beyond Kubernetes (`ecs:`, `lambda:`, ...)."""
+    targets: tuple[TargetEntry[RepositoryEntry], ...] = ()
+    """`targets:` (`cleaner.planning.targets`); () = the AWS chain's own account."""
     source: str = "policy"
 
     def entry_for(self, repository: str) -> RepositoryEntry | None:
@@ -106,16 +111,22 @@ def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:
         return PolicyFile(
             (RepositoryEntry(("*",), parse_policy(doc, where=source)),), source=source
         )
-    top = mapping(doc, source, "the policy file", _TOP_KEYS, required=("repositories",))
+    top = mapping(doc, source, "the policy file", _TOP_KEYS, required=())
+    targets = (
+        parse_targets(top["targets"], f"{source}: targets", _entries) if "targets" in top else ()
+    )
+    if "repositories" not in top and not (targets and all(t.entries for t in targets)):
+        fail(source, 'the policy file is missing required key "repositories"')
     protect = top.get("protect", {})
     return PolicyFile(
-        entries=_entries(top["repositories"], source),
+        entries=_entries(top["repositories"], source) if "repositories" in top else (),
         protect=parse_protect(protect, f"{source}: protect"),
         safety=parse_safety(top.get("safety", {}), f"{source}: safety"),
         in_use=_in_use_mode(protect, source),
         kubernetes=parse_kubernetes(top.get("kubernetes", {}), f"{source}: kubernetes"),
         coordination=parse_coordination(top.get("coordination", {}), f"{source}: coordination"),
         aws=parse_sources(top, source),
+        targets=targets,
         source=source,
     )
 
@@ -146,10 +157,11 @@ def parse_coordination(raw: object, loc: str) -> CoordinationSection:
     return CoordinationSection(namespace=namespace, lease_seconds=seconds)
 
 
-def _entries(raw: object, source: str) -> tuple[RepositoryEntry, ...]:
+def _entries(raw: object, loc: str) -> tuple[RepositoryEntry, ...]:
     if not isinstance(raw, list) or not raw:
-        fail(source, f"repositories must be a non-empty list of entries, got {show(raw)}")
-    return tuple(_entry(item, f"{source}: repositories[{i}]") for i, item in enumerate(raw))
+        fail(loc, f"repositories must be a non-empty list of entries, got {show(raw)}")
+    where = loc if loc.endswith(": repositories") else f"{loc}: repositories"
+    return tuple(_entry(item, f"{where}[{i}]") for i, item in enumerate(raw))
 
 
 def _entry(raw: object, loc: str) -> RepositoryEntry:

@@ -29,6 +29,7 @@ from cleaner.receiver.events import Scope, parse_prune_request
 from cleaner.receiver.intake import EventIntake
 from cleaner.receiver.metrics import InstrumentedPruner, Metrics
 from cleaner.receiver.openapi import openapi_document
+from cleaner.receiver.routes import Route, Router
 from cleaner.receiver.scheduler import Job, JobState, Pruner, Scheduler, SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Deps:
     covers: Callable[[str], bool] = lambda repository: True
     """Does a policy entry match the repository? A push to one that no entry matches is
     answered 200 "ignored" and takes no backlog room."""
+    routes: tuple[Route, ...] = ()
+    """Several targets' scopes (`cleaner.receiver.routes`); () = the one `scope`."""
 
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
@@ -113,11 +116,13 @@ def make_app(deps: Deps) -> web.Application:
     deps.metrics.watch(lambda: scheduler.depth, lambda: scheduler.running)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_json_errors, _authenticate])
     app[DEPS] = deps
-    app[RUNTIME] = Runtime(scheduler, EventIntake(scheduler, deps.scope, deps.covers))
+    routes = deps.routes or (Route(deps.scope, deps.covers),)
+    router = Router(routes, on_unrouted=deps.metrics.count_unrouted)
+    app[RUNTIME] = Runtime(scheduler, EventIntake(scheduler, deps.scope, router=router))
     app.cleanup_ctx.append(_lifetime)
     # `[\s\S]+`, not `.+`: a name with a newline must reach the handler and get its 400,
     # not fall through to a 404.
-    routes = [
+    paths = [
         web.post(EVENTS_PATH, post_events),
         web.post("/prune", post_prune),
         web.get("/jobs/{id}", get_job, allow_head=False),
@@ -127,7 +132,7 @@ def make_app(deps: Deps) -> web.Application:
         web.get("/metrics", metrics, allow_head=False),
         web.get("/openapi.json", openapi, allow_head=False),
     ]
-    app.add_routes(routes)
+    app.add_routes(paths)
     return app
 
 

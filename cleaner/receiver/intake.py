@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from cleaner.ports import Answer, Status
 from cleaner.receiver.events import Ignored, Scope, parse_event
+from cleaner.receiver.routes import Route, Router
 from cleaner.receiver.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -25,24 +26,22 @@ class EventIntake:
         scheduler: Scheduler,
         scope: Scope,
         covers: Callable[[str], bool] = lambda repository: True,
+        router: Router | None = None,
     ) -> None:
+        """One target's `scope` and `covers` (does a policy entry match a repository?), or
+        the `router` of several (`cleaner.receiver.routes`)."""
         self.scheduler = scheduler
-        self.scope = scope
-        self.covers = covers
-        """Whether a policy entry matches a repository: pushes elsewhere prune nothing."""
+        self.router = router or Router((Route(scope, covers),))
 
     def submit(self, body: bytes) -> Answer:
         """Raises InvalidRequest for a malformed body, Rejected when no work can be taken."""
         event = parse_event(body)
         if isinstance(event, Ignored):
             return Answer(Status.IGNORED, event.event_id, reason=event.reason)
-        reason = self.scope.mismatch(event)
-        if reason is not None:
-            return Answer(Status.IGNORED, event.event_id, reason=reason)
-        if not self.covers(event.repository):
-            why = f"no policy entry matches repository {event.repository}"
-            return Answer(Status.IGNORED, event.event_id, reason=why)
-        status = self.scheduler.submit_push(event.event_id, event.repository)
+        routed = self.router.route(event)
+        if isinstance(routed, Ignored):
+            return Answer(Status.IGNORED, event.event_id, reason=routed.reason)
+        status = self.scheduler.submit_push(event.event_id, routed.key)
         if status is Status.DUPLICATE:
             return Answer(status, event.event_id)
         log.info(
@@ -51,5 +50,5 @@ class EventIntake:
             status.value,
             extra={"event_id": event.event_id, "repository": event.repository, "tag": event.tag},
         )
-        settled = self.scheduler.pending(event.repository)
+        settled = self.scheduler.pending(routed.key)
         return Answer(status, event.event_id, event.repository, settled=settled)

@@ -50,6 +50,11 @@ class Metrics:
             ["operation", "outcome"],
             registry=r,
         )
+        self.events_unrouted = Counter(
+            "ecr_cleaner_events_unrouted",
+            "Push events for an account and region this receiver does not serve (ignored)",
+            registry=r,
+        )
         self.prune_retries = Counter(
             "ecr_cleaner_prune_retries",
             "Failed prunes scheduled again with backoff",
@@ -71,6 +76,9 @@ class Metrics:
 
     def count_event(self, status: str) -> None:
         self.events.labels(status).inc()
+
+    def count_unrouted(self) -> None:
+        self.events_unrouted.inc()
 
     def count_retry(self, repository: str) -> None:
         self.prune_retries.inc()

@@ -17,6 +17,7 @@ from typing import Any
 from cleaner.clients.aws import AwsApi, CallHook, as_utc, open_client
 from cleaner.clients.ratelimit import Limiter
 from cleaner.clients.retry import Backoff
+from cleaner.clients.roles import AssumedRole
 from cleaner.errors import RegistryError, RepositoryNotFoundError
 from cleaner.planning.lifecycle import parse_policy_text
 from cleaner.planning.model import (
@@ -133,11 +134,13 @@ class EcrRegistry:
         max_connections: int = 10,
         access_key: str | None = None,
         secret_key: str | None = None,
+        role: AssumedRole | None = None,
         backoff: Backoff | None = None,
         on_call: CallHook | None = None,
         limiter: Limiter | None = None,
     ) -> AsyncIterator[EcrRegistry]:
-        """From the standard AWS chain (env, profile, IRSA, AWS_ENDPOINT_URL_ECR).
+        """From the standard AWS chain (env, profile, IRSA, AWS_ENDPOINT_URL_ECR), or as
+        `role`, whose account's registry it then is.
 
         `on_call(operation, outcome)` hears every attempt: outcome ok, throttled or error.
         """
@@ -148,6 +151,7 @@ class EcrRegistry:
             max_connections=max_connections,
             access_key=access_key,
             secret_key=secret_key,
+            role=role,
         ) as client:
             yield cls(client, backoff=backoff, on_call=on_call, limiter=limiter)
 

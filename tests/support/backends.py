@@ -102,17 +102,26 @@ class EmulatorBackend:
 class MotoBackend:
     name = "moto"
 
-    def __init__(self, endpoint_url: str) -> None:
+    def __init__(
+        self, endpoint_url: str, region: str = REGION, role_arn: str | None = None
+    ) -> None:
+        """The caller's account in `region`, or with `role_arn` the account moto puts that
+        role's resources in (the account of its ARN)."""
         import boto3
 
-        self.endpoint_url = endpoint_url
-        self.client = boto3.client(
-            "ecr",
-            region_name=REGION,
-            endpoint_url=endpoint_url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        self.endpoint_url, self.region, self.account = endpoint_url, region, ACCOUNT
+        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        if role_arn is not None:
+            sts = boto3.client("sts", region_name=region, endpoint_url=endpoint_url, **keys)
+            granted = sts.assume_role(RoleArn=role_arn, RoleSessionName="seed")["Credentials"]
+            keys = {
+                "aws_access_key_id": granted["AccessKeyId"],
+                "aws_secret_access_key": granted["SecretAccessKey"],
+                "aws_session_token": granted["SessionToken"],
+            }
+            self.account = role_arn.split(":")[4]
+        self.keys = keys
+        self.client = boto3.client("ecr", region_name=region, endpoint_url=endpoint_url, **keys)
 
     def create_repository(self, name: str) -> None:
         self.client.create_repository(repositoryName=name)
@@ -150,7 +159,7 @@ class MotoBackend:
     def _backdate(self, repository: str, digest: str, pushed_at: datetime) -> None:
         from moto.ecr.models import ecr_backends
 
-        repo = ecr_backends[ACCOUNT][REGION].repositories[repository]
+        repo = ecr_backends[self.account][self.region].repositories[repository]
         for image in repo.images:
             if image.image_digest == digest:
                 image.image_pushed_at = pushed_at.timestamp()
