@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cleaner import __version__
 from cleaner.errors import ConfigError
 from cleaner.planning.model import Shard
+from cleaner.version import version_line
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -271,13 +271,25 @@ POSITIONALS = {
 }
 
 
+class _Version(argparse.Action):
+    """argparse's own version action, but the revision is looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_line(parser.prog))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Strings only: values are checked by `parse_args`, after --help and --version."""
     parser = argparse.ArgumentParser(
         prog="ecr-cleaner",
         description="Prune Amazon ECR repositories with exact lifecycle-policy semantics.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the version and revision, exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (summary, options) in COMMANDS.items():
         command = sub.add_parser(name, help=summary, description=summary)
