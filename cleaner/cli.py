@@ -76,11 +76,13 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
         shard=run.shard,
     )
     mode: wiring.Mode = "sweep" if run.apply else "plan"
-    async with wiring.open_engine(
-        engine_settings, policy, mode, audit_path=run.audit_log
-    ) as engine:
-        with terminal_progress(enabled=run.apply) as progress:
-            report = await engine.run(request, progress)
+    async with wiring.open_run_metrics(run) as metrics:
+        async with wiring.open_engine(
+            engine_settings, policy, mode, audit_path=run.audit_log
+        ) as engine:
+            with terminal_progress(enabled=run.apply) as progress:
+                report = await engine.run(request, metrics.watch(progress))
+        metrics.done(report)
     write_report(report, run.output, now, out)
     return EXIT_OK if report.ok else EXIT_FAILED
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,7 +40,8 @@ from cleaner.receiver.metrics import Metrics
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import SchedulerSettings
 from cleaner.registries.ecr import EcrRegistry
-from cleaner.settings import EngineSettings, ServeSettings
+from cleaner.settings import EngineSettings, RunSettings, ServeSettings
+from cleaner.sweep_metrics import Recorder, recording
 
 log = logging.getLogger(__name__)
 Mode = Literal["plan", "sweep", "serve"]
@@ -148,6 +149,11 @@ async def open_engine(
                 await reconcile(audit.open_intents(), registry, audit.write)
             sink = audit.write if audit is not None else None
             yield Engine(registry, in_use=in_use, coordinator=coordinator, audit=sink)
+
+
+def open_run_metrics(run: RunSettings) -> AbstractAsyncContextManager[Recorder]:
+    """The sweep's metrics sinks (Pushgateway, textfile), published when the run ends."""
+    return recording(run.metrics, dry_run=not run.apply, shard=run.shard)
 
 
 def serving_region(settings: EngineSettings) -> str | None:
