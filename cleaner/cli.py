@@ -78,7 +78,7 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
     mode: wiring.Mode = "sweep" if run.apply else "plan"
     async with wiring.open_run_metrics(run) as metrics:
         async with wiring.open_engine(
-            engine_settings, policy, mode, audit_path=run.audit_log
+            engine_settings, policy, mode, audit_path=run.audit_log, on_call=metrics.on_call
         ) as engine:
             with terminal_progress(enabled=run.apply) as progress:
                 report = await engine.run(request, metrics.watch(progress))

@@ -71,6 +71,11 @@ class SweepMetrics:
         self.repo_failed = gauge(
             "repository_failed", "1 when the repository failed as a whole (see the log)", per
         )
+        self.ecr_calls = gauge(
+            "ecr_calls",
+            "ECR API calls of the last run by operation and outcome",
+            ("operation", "outcome"),
+        )
         self.dry_run = gauge("dry_run", "1 when the last run was a dry run")
         self.succeeded = gauge("succeeded", "1 when the last run succeeded (exit code 0)")
         self.duration = gauge("duration_seconds", "How long the last run took")
@@ -99,6 +104,10 @@ class SweepMetrics:
         self.repo_failed.labels(name).set(1 if report.error is not None else 0)
         if report.error is not None:
             self.errors.labels((report.error_kind or ErrorKind.INTERNAL).value).inc()
+
+    def record_ecr_call(self, operation: str, outcome: str) -> None:
+        """Hook for the ECR adapter: one call per API attempt (outcome: ok, throttled, error)."""
+        self.ecr_calls.labels(operation, outcome).inc()
 
     def watch(self, progress: Progress) -> Progress:
         """`progress`, which also records each repository here as it finishes."""
@@ -138,6 +147,8 @@ class Recorder:
 
     def __init__(self, metrics: SweepMetrics | None) -> None:
         self.metrics = metrics
+        self.on_call = metrics.record_ecr_call if metrics else None
+        """For the ECR adapter's call hook; None when nothing is recorded."""
 
     def watch(self, progress: Progress) -> Progress:
         return self.metrics.watch(progress) if self.metrics else progress

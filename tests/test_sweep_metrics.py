@@ -81,6 +81,8 @@ async def test_a_sweep_leaves_its_figures_and_last_success_on_a_real_pushgateway
     assert value(figures, "ecr_cleaner_sweep_dry_run") == 0
     assert 0 < value(figures, "ecr_cleaner_sweep_duration_seconds") < after - before
     assert value(figures, "ecr_cleaner_sweep_repository_errors", cause="in_use") == 0
+    calls = {"operation": "BatchDeleteImage", "outcome": "ok"}
+    assert value(figures, "ecr_cleaner_sweep_ecr_calls", **calls) == 2, "one per repository"
     assert emulator.digests("app") and len(emulator.digests("app")) == 1
 
 
