@@ -2,8 +2,8 @@
 # The external linters over the deployment files: hadolint (Dockerfile), kubernetes-validate
 # --strict (every manifest in k8s/kustomization.yaml and the components' plain Kubernetes
 # objects, on the oldest and the newest Kubernetes the manifests support), promtool (the
-# alert rules; Debian's prometheus package), cfn-lint (the EventBridge stack) and actionlint
-# (the GitHub Actions example). `make lint` runs this; tests/test_deploy.py and
+# alert rules; Debian's prometheus package), cfn-lint (the EventBridge stack) and zizmor
+# (the GitHub Actions example: its schema and security audits, offline). `make lint` runs this; tests/test_deploy.py and
 # tests/test_monitoring.py run the same tools plus the checks that tie the files to the code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +44,6 @@ promtool check rules "$rules" >/dev/null
 
 "$BIN/cfn-lint" k8s/aws/eventbridge.yaml
 
-echo "deploy lint: ok (hadolint, kubernetes-validate --strict, promtool, cfn-lint)"
+"$BIN/zizmor" --offline --no-progress --quiet examples/github-actions/*.yml
+
+echo "deploy lint: ok (hadolint, kubernetes-validate --strict, promtool, cfn-lint, zizmor)"
