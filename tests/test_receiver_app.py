@@ -488,7 +488,9 @@ async def test_metrics_time_push_to_pruned_count_fail_closed_prunes_and_show_rea
     async with client.get("/metrics") as response:
         text = await response.text()
     assert sample_value(text, "ecr_cleaner_push_to_pruned_seconds_count") == 2, "app's two"
-    assert sample_value(text, "ecr_cleaner_push_to_pruned_seconds_sum") >= 2 * 0.05
+    # The first push waited out the debounce (asyncio may fire a timer a hair early); the
+    # second joined it later and waited less.
+    assert sample_value(text, "ecr_cleaner_push_to_pruned_seconds_sum") >= 0.045
     assert sample_value(text, 'ecr_cleaner_repository_errors_total{cause="in_use"}') == 1
     assert sample_value(text, 'ecr_cleaner_repository_errors_total{cause="registry"}') == 0
     assert sample_value(text, "ecr_cleaner_ready") == 1
