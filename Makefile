@@ -1,20 +1,29 @@
-# Every target that needs Python creates .venv first and installs the pinned dependencies.
+# Every target that needs Python creates .venv first and installs the pinned dependencies:
+# `make demo` only what the command needs at run time (requirements.lock), everything else
+# (lint, test, ...) the dev tools on top (requirements-dev.lock), in the same venv.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
+DIST   := ecr-lifecycle-cleaner
+PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 SOURCES := cleaner tests $(wildcard bench)
 
 .PHONY: demo test fuzz lint format bench audit lock clean
 
-$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
+$(RUNTIME_STAMP): pyproject.toml setup.py requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-r requirements.lock -r requirements-dev.lock -e '.[dev]'
+	$(PIP) -r requirements.lock
+	$(PIP) --no-deps -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP) requirements-dev.lock
+	$(PIP) -r requirements.lock -r requirements-dev.lock -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/ecr-cleaner demo
 
 lint: $(STAMP)
@@ -52,10 +61,10 @@ lock:
 	rm -rf /tmp/ecr-cleaner-lock && $(PYTHON) -m venv /tmp/ecr-cleaner-lock
 	/tmp/ecr-cleaner-lock/bin/pip install --quiet .
 	{ echo "# Runtime pins: the Dockerfile and 'make' install from this file. Regenerate with 'make lock'."; \
-	  /tmp/ecr-cleaner-lock/bin/pip freeze --exclude ecr-cleaner; } > requirements.lock
+	  /tmp/ecr-cleaner-lock/bin/pip freeze --exclude $(DIST); } > requirements.lock
 	/tmp/ecr-cleaner-lock/bin/pip install --quiet '.[dev]'
 	{ echo "# Development pins (tests, lint), on top of requirements.lock. Regenerate with 'make lock'."; \
-	  /tmp/ecr-cleaner-lock/bin/pip freeze --exclude ecr-cleaner; } > requirements-dev.lock
+	  /tmp/ecr-cleaner-lock/bin/pip freeze --exclude $(DIST); } > requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -69,9 +69,12 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
         log.info("DRY RUN: planning only, nothing will be deleted")
     now = datetime.now(UTC)
     mode: wiring.Mode = "sweep" if run.apply else "plan"
-    async with wiring.open_engines(
-        engine_settings, policy, mode, audit_path=run.audit_log
-    ) as targets:
+    async with (
+        wiring.open_run_metrics(run) as metrics,
+        wiring.open_engines(
+            engine_settings, policy, mode, audit_path=run.audit_log, on_call=metrics.on_call
+        ) as targets,
+    ):
         runs = [
             (
                 one.engine,
@@ -87,7 +90,8 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
             for one in targets
         ]
         with terminal_progress(enabled=run.apply) as progress:
-            report = await run_targets(runs, progress)
+            report = await run_targets(runs, metrics.watch(progress))
+        metrics.done(report)
     write_report(report, run.output, now, out)
     return EXIT_OK if report.ok else EXIT_FAILED
 

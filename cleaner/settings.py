@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cleaner import __version__
 from cleaner.errors import ConfigError
 from cleaner.planning.model import Shard
 from cleaner.planning.names import is_external_id, is_region, is_role_arn
+from cleaner.version import version_line
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
@@ -96,6 +97,30 @@ def throttle(value: str) -> tuple[str, float]:
     if not operation or tps <= 0:
         raise ValueError("expected OPERATION=TPS, e.g. BatchDeleteImage=20")
     return operation, tps
+
+
+def http_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("expected http(s)://HOST[:PORT][/PATH]") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected http(s)://HOST[:PORT][/PATH]")
+    return value.strip().rstrip("/")
+
+
+def textfile(value: str) -> str:
+    # node-exporter's textfile collector reads only *.prom files.
+    if Path(value).suffix != ".prom":
+        raise ValueError("expected a file name ending in .prom")
+    return value
+
+
+def nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a name")
+    return value.strip()
 
 
 def shard(value: str) -> Shard:
@@ -236,6 +261,30 @@ SHARDS = Option(
     metavar="N",
     help="N shards; this pod's index comes from JOB_COMPLETION_INDEX (an Indexed Job)",
 )
+METRICS = (  # the sweep's metrics sinks (cleaner/sweep_metrics.py)
+    Option(
+        "--pushgateway",
+        http_url,
+        env="CLEANER_PUSHGATEWAY",
+        metavar="URL",
+        help="push the run's metrics to this Prometheus Pushgateway when it ends",
+    ),
+    Option(
+        "--metrics-file",
+        textfile,
+        env="CLEANER_METRICS_FILE",
+        metavar="FILE.prom",
+        help="write the run's metrics there, for node-exporter's textfile collector",
+    ),
+    Option(
+        "--metrics-job",
+        nonempty,
+        "ecr-cleaner-sweep",
+        "CLEANER_METRICS_JOB",
+        "the job the metrics are pushed as (with the shard's index)",
+        metavar="NAME",
+    ),
+)
 
 SERVE_OPTIONS = (
     Option("--host", default="0.0.0.0", env="CLEANER_HOST", help="address to listen on"),  # noqa: S104 - a container service
@@ -284,7 +333,7 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
     ),
     "sweep": (
         "plan, then delete what the policy expires (unless --dry-run)",
-        (*ENGINE_OPTIONS, *LOG_OPTIONS, OUTPUT, DRY_RUN, AUDIT_LOG, SHARD, SHARDS),
+        (*ENGINE_OPTIONS, *LOG_OPTIONS, OUTPUT, DRY_RUN, AUDIT_LOG, SHARD, SHARDS, *METRICS),
     ),
     "serve": (
         "receive EventBridge push events and prune at once",
@@ -312,13 +361,25 @@ POSITIONALS = {
 }
 
 
+class _Version(argparse.Action):
+    """argparse's own version action, but the revision is looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(option_strings, argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_line(parser.prog))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Strings only: values are checked by `parse_args`, after --help and --version."""
     parser = argparse.ArgumentParser(
         prog="ecr-cleaner",
         description="Prune Amazon ECR repositories with exact lifecycle-policy semantics.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the version and revision, exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (summary, options) in COMMANDS.items():
         command = sub.add_parser(name, help=summary, description=summary)
@@ -365,6 +426,15 @@ class RunSettings:
     """A sweep without --dry-run; a plan never applies."""
     audit_log: str | None = None
     shard: Shard | None = None
+    metrics: MetricsSettings | None = None
+    """Where the sweep's metrics go; None: nowhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    pushgateway: str | None = None
+    file: str | None = None
+    job: str = "ecr-cleaner-sweep"
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +540,15 @@ def _run(
         apply=command == "sweep" and not values["dry_run"],
         audit_log=values.get("audit_log"),
         shard=chosen,
+        metrics=_metrics(values),
     )
+
+
+def _metrics(values: Mapping[str, Any]) -> MetricsSettings | None:
+    pushgateway, file = values.get("pushgateway"), values.get("metrics_file")
+    if not (pushgateway or file):
+        return None
+    return MetricsSettings(pushgateway, file, values["metrics_job"])
 
 
 def _shard(pinned: Shard | None, count: int | None, environ: Mapping[str, str]) -> Shard | None:

@@ -47,7 +47,8 @@ from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.routes import Route, TargetsPruner, prefix_of
 from cleaner.receiver.scheduler import SchedulerSettings
 from cleaner.registries.ecr import EcrRegistry
-from cleaner.settings import EngineSettings, ServeSettings
+from cleaner.settings import EngineSettings, RunSettings, ServeSettings
+from cleaner.sweep_metrics import Recorder, recording
 
 log = logging.getLogger(__name__)
 Mode = Literal["plan", "sweep", "serve"]
@@ -301,6 +302,11 @@ async def open_engine(
         if len(engines) != 1:
             raise ConfigError(f"expected one target, the settings name {len(engines)}")
         yield engines[0].engine
+
+
+def open_run_metrics(run: RunSettings) -> AbstractAsyncContextManager[Recorder]:
+    """The sweep's metrics sinks (Pushgateway, textfile), published when the run ends."""
+    return recording(run.metrics, dry_run=not run.apply, shard=run.shard)
 
 
 @asynccontextmanager

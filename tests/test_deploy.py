@@ -36,6 +36,7 @@ from cleaner.receiver.http import PUBLIC_PATHS
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.runner import HANDLER_SHUTDOWN_S
 from cleaner.settings import Settings, build_parser, parse_args
+from tests.support.deploy import kustomize
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -213,18 +214,6 @@ def test_manifests_validate_strictly(version: str) -> None:
         except kubernetes_validate.ValidationError as error:
             path = ".".join(str(p) for p in error.absolute_path)
             pytest.fail(f"{where} is invalid for Kubernetes {version} at {path}: {error.message}")
-
-
-def kustomize(directory: Path) -> list[dict[str, Any]]:
-    if shutil.which("kubectl"):
-        command = ["kubectl", "kustomize", str(directory)]
-    elif shutil.which("kustomize"):
-        command = ["kustomize", "build", str(directory)]
-    else:
-        pytest.skip("neither kubectl nor kustomize is installed")
-    result = run(*command)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def the_container_of(built: list[dict[str, Any]], kind: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cleaner.engine import Shard, SweepRequest, run
-from cleaner.planning.model import Image, Verdict
+from cleaner.planning.model import ErrorKind, Image, Verdict
 from cleaner.planning.policy_file import parse_policy_file
 from tests.support.fakes import FakeRegistry
 from tests.support.policies import keep_newest_rule
@@ -54,6 +54,7 @@ async def test_one_failing_repository_does_not_stop_the_others() -> None:
     report = await run(registry, SweepRequest(policy=KEEP_2, now=NOW, apply=True))
     by_name = {r.repository: r for r in report.repositories}
     assert "ServerException" in (by_name["bad"].error or "")
+    assert by_name["bad"].error_kind is ErrorKind.REGISTRY
     assert len(by_name["good"].deleted) == 3
     assert not report.ok
 
@@ -120,3 +121,12 @@ async def test_a_sharded_sweep_prunes_only_its_own_repositories() -> None:
 def test_a_shard_outside_its_range_is_refused(index: int, count: int) -> None:
     with pytest.raises(ValueError, match="shard"):
         Shard(index, count)
+
+
+async def test_the_max_deletions_brake_is_a_safety_failure_that_deletes_nothing() -> None:
+    registry = FakeRegistry({"app": images(5)})
+    entry = {"match": "*", "rules": [keep_newest_rule(2)]}
+    braked = parse_policy_file({"repositories": [entry], "safety": {"max_deletions": 2}})
+    report = await run(registry, SweepRequest(policy=braked, now=NOW, apply=True))
+    (result,) = report.repositories
+    assert result.error_kind is ErrorKind.SAFETY and result.deleted == ()

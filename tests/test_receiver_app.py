@@ -25,20 +25,29 @@ from openapi_spec_validator import validate as validate_spec
 
 from cleaner.logs import JsonFormatter, use_log_format
 from cleaner.output import report_to_json
-from cleaner.planning.model import Decision, Image, Plan, RepositoryReport, RunReport, Verdict
+from cleaner.planning.model import (
+    Decision,
+    ErrorKind,
+    Image,
+    Plan,
+    RepositoryReport,
+    RunReport,
+    Verdict,
+)
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
 from cleaner.receiver.http import MAX_BODY, RUNTIME, Deps, drain, make_app
 from cleaner.receiver.metrics import Metrics
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.scheduler import SchedulerSettings
-from tests.support.fakes import FakePruner
+from tests.support.fakes import FakePruner, until
 from tests.support.fakes import settle as settle_scheduler
 
 TOKEN = "s3cret-token-value"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 SAMPLES = Path(__file__).parent / "data" / "events"
 SPEC = openapi_document()
+IN_USE = ErrorKind.IN_USE
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
@@ -441,6 +450,55 @@ async def test_metrics_count_events_prunes_and_reclaimed_bytes(aiohttp_client: A
         sample_value(text, 'ecr_cleaner_ecr_calls_total{operation="DescribeImages",outcome="ok"}')
         == 1
     )
+
+
+class InUseFailingPruner:
+    """Prunes "app" fine; every other repository fails closed, as an unreadable cluster does."""
+
+    async def prune(self, repositories: tuple[str, ...], *, dry_run: bool) -> RunReport:
+        reports = tuple(
+            RepositoryReport(name)
+            if name == "app"
+            else RepositoryReport(name, error="in-use source kubernetes: down", error_kind=IN_USE)
+            for name in repositories
+        )
+        return RunReport(dry_run, reports)
+
+
+async def test_metrics_time_push_to_pruned_count_fail_closed_prunes_and_show_readiness(
+    aiohttp_client: Any,
+) -> None:
+    metrics = Metrics()
+    deps = Deps(
+        InUseFailingPruner(),
+        TokenAuth(TOKEN),
+        schedule=SchedulerSettings(debounce_s=0.05),
+        metrics=metrics,
+    )
+    client = await aiohttp_client(make_app(deps))
+    async with client.get("/readyz") as response:
+        assert response.status == 200
+    await call(client, "POST", "/events", push_event("app", "one"), BEARER)
+    await call(client, "POST", "/events", push_event("app", "two"), BEARER)  # joins the first
+    await call(client, "POST", "/events", push_event("other", "three"), BEARER)
+    # "other" fails and is retried later (a failed prune is not settled): wait for the counts.
+    get = metrics.registry.get_sample_value
+    await until(lambda: get("ecr_cleaner_repository_errors_total", {"cause": "in_use"}) == 1)
+    await until(lambda: get("ecr_cleaner_push_to_pruned_seconds_count") == 2)
+    async with client.get("/metrics") as response:
+        text = await response.text()
+    assert sample_value(text, "ecr_cleaner_push_to_pruned_seconds_count") == 2, "app's two"
+    # The first push waited out the debounce (asyncio may fire a timer a hair early); the
+    # second joined it later and waited less.
+    assert sample_value(text, "ecr_cleaner_push_to_pruned_seconds_sum") >= 0.045
+    assert sample_value(text, 'ecr_cleaner_repository_errors_total{cause="in_use"}') == 1
+    assert sample_value(text, 'ecr_cleaner_repository_errors_total{cause="registry"}') == 0
+    assert sample_value(text, "ecr_cleaner_ready") == 1
+    await drain(client.app)
+    async with client.get("/readyz") as response:
+        assert response.status == 503
+    async with client.get("/metrics") as response:
+        assert sample_value(await response.text(), "ecr_cleaner_ready") == 0
 
 
 async def test_metrics_speak_openmetrics_when_asked(

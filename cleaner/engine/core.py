@@ -9,17 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from cleaner.engine.apply import Applier, Outcome
 from cleaner.engine.artifacts import ManifestCache, load_graph
-from cleaner.errors import CleanerError
+from cleaner.errors import (
+    CleanerError,
+    ClusterError,
+    ConfigError,
+    InUseError,
+    LeaseBusy,
+    LeaseLost,
+    RegistryError,
+)
 from cleaner.planning.graph import ArtifactGraph
 from cleaner.planning.model import (
     Decision,
+    ErrorKind,
     FailureKind,
     Plan,
     Repository,
@@ -33,7 +42,7 @@ from cleaner.planning.model import (
 )
 from cleaner.planning.planner import plan_repository
 from cleaner.planning.policy_file import PolicyFile
-from cleaner.planning.references import in_use_protection
+from cleaner.planning.references import InUse, in_use_protection
 from cleaner.ports import AuditSink, Coordinator, InUseSource, Registry
 
 log = logging.getLogger(__name__)
@@ -118,10 +127,11 @@ class _Sweep:
         self.engine, self.request, self.progress = engine, request, progress
         self.registry = engine.registry
         self.run_id = uuid.uuid4().hex[:12]
+        self.in_use = failing_closed(engine.in_use) if engine.in_use else None
         self.applier = Applier(
             self.registry,
             self.run_id,
-            in_use=engine.in_use.snapshot if engine.in_use else None,
+            in_use=self.in_use,
             audit=engine.audit,
             on_deleted=progress.on_deleted,
         )
@@ -197,11 +207,12 @@ class _Sweep:
         # carry on.
         except CleanerError as error:
             log.error("%s: %s", name, error)
-            return RepositoryReport(repository=name, error=str(error))
+            return RepositoryReport(repository=name, error=str(error), error_kind=kind_of(error))
         # Anything else is a bug, but still this repository's: the run goes on and reports.
         except Exception as error:
             log.exception("%s: internal error", name)
-            return RepositoryReport(repository=name, error=f"internal error: {error!r}"[:500])
+            why = f"internal error: {error!r}"[:500]
+            return RepositoryReport(repository=name, error=why, error_kind=ErrorKind.INTERNAL)
 
     async def _plan_and_apply(self, repository: Repository) -> RepositoryReport:
         name = repository.name
@@ -212,7 +223,9 @@ class _Sweep:
             # A brake, not a trim: cutting the list would delete an arbitrary subset.
             brake = f"max_deletions: {len(plan.expire)} planned, limit {limit}; nothing deleted"
             log.error("%s: %s", name, brake)
-            return RepositoryReport(repository=name, plan=plan, error=brake)
+            return RepositoryReport(
+                repository=name, plan=plan, error=brake, error_kind=ErrorKind.SAFETY
+            )
         if not self.request.apply or not plan.expire:
             return RepositoryReport(repository=name, plan=plan)
         outcome = await self.applier.apply(repository, plan, graph)
@@ -230,7 +243,7 @@ class _Sweep:
             kept = tuple(Decision(i, Verdict.KEEP, NO_OWN_RULES) for i in newest_first(images))
             return Plan(repository.name, kept), graph
         # Read the in-use set after the registry, as late as possible before deciding.
-        in_use = await self.engine.in_use.snapshot() if self.engine.in_use else None
+        in_use = await self.in_use() if self.in_use else None
         held = {}
         if in_use is not None:
             held = in_use_protection(repository, images, in_use, registry.matches)
@@ -248,6 +261,34 @@ class _Sweep:
             held=held,
         )
         return plan, graph
+
+
+def failing_closed(source: InUseSource) -> Callable[[], Awaitable[InUse]]:
+    """The source's snapshot, any failure of it an InUseError (same message): a cluster
+    that cannot be read reports as the in-use failure it is, not as a Lease problem."""
+
+    async def snapshot() -> InUse:
+        try:
+            return await source.snapshot()
+        except InUseError:
+            raise
+        except CleanerError as error:
+            raise InUseError(str(error), source=getattr(source, "name", "")) from error
+
+    return snapshot
+
+
+def kind_of(error: CleanerError) -> ErrorKind:
+    if isinstance(error, InUseError):
+        return ErrorKind.IN_USE
+    if isinstance(error, RegistryError):
+        return ErrorKind.REGISTRY
+    # In-use failures are InUseError by now (failing_closed): a ClusterError is the Lease's.
+    if isinstance(error, LeaseBusy | LeaseLost | ClusterError):
+        return ErrorKind.COORDINATION
+    if isinstance(error, ConfigError):
+        return ErrorKind.POLICY
+    return ErrorKind.INTERNAL
 
 
 def _name(target: str | Repository) -> str:

@@ -195,6 +195,22 @@ class DeleteResult:
     failed: tuple[DeleteFailure, ...] = ()
 
 
+class ErrorKind(enum.StrEnum):
+    """Why a repository failed as a whole, so that metrics and alerts can tell causes apart."""
+
+    IN_USE = "in_use"
+    """An in-use source could not say what runs: the repository failed closed."""
+    REGISTRY = "registry"
+    COORDINATION = "coordination"
+    """Its Lease was busy, lost, or the Lease API could not be reached."""
+    POLICY = "policy"
+    """Its rules could not be used (`rules: ecr` with an invalid ECR lifecycle policy)."""
+    SAFETY = "safety"
+    """A brake held (`safety.max_deletions`): nothing was deleted."""
+    INTERNAL = "internal"
+    """A bug."""
+
+
 @dataclass(frozen=True, slots=True)
 class RepositoryReport:
     repository: str
@@ -202,6 +218,8 @@ class RepositoryReport:
     deleted: tuple[str, ...] = ()
     failed: tuple[DeleteFailure, ...] = ()
     error: str | None = None
+    error_kind: ErrorKind | None = None
+    """Set with `error`."""
     account: str = ""
     """The registry's account (ECR: its registry id); "" when the registry has none."""
     region: str = ""

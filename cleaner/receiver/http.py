@@ -206,6 +206,7 @@ async def post_events(request: web.Request) -> web.Response:
         deps.metrics.count_event(_failure_status(error))
         raise
     deps.metrics.count_event(answer.status)
+    deps.metrics.time_to_pruned(answer)
     body = {"status": answer.status.value, "id": answer.id}
     if answer.reason is not None:
         body["reason"] = answer.reason
@@ -286,6 +287,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    answer = await _readiness(request)
+    request.app[DEPS].metrics.ready.set(1 if answer.status == 200 else 0)
+    return answer
+
+
+async def _readiness(request: web.Request) -> web.Response:
     phase = request.app[RUNTIME].phase
     if phase is not Phase.READY:
         return web.json_response({"status": phase.value}, status=503)

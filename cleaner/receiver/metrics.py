@@ -9,7 +9,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
-from cleaner.planning.model import RunReport
+from cleaner.planning.model import ErrorKind, RunReport
+from cleaner.ports import Answer
 from cleaner.receiver.scheduler import Pruner
 
 EVENT_STATUSES = (
@@ -26,6 +27,8 @@ EVENT_STATUSES = (
 PRUNE_RESULTS = ("ok", "failed", "error", "cancelled")
 # A push-triggered prune of one repository takes well under a second to a few minutes.
 PRUNE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# From a push's arrival to its repository pruned: the debounce (1 s by default) plus a prune.
+PUSH_BUCKETS = (0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 120, 300, 600)
 
 
 class Metrics:
@@ -69,10 +72,27 @@ class Metrics:
         self.prunes_running = Gauge(
             "ecr_cleaner_prunes_running", "Prunes and jobs running now", registry=r
         )
+        self.push_to_pruned = Histogram(
+            "ecr_cleaner_push_to_pruned_seconds",
+            "From a push event's arrival to its repository pruned",
+            buckets=PUSH_BUCKETS,
+            registry=r,
+        )
+        self.repository_errors = Counter(
+            "ecr_cleaner_repository_errors",
+            "Repositories whose prune failed as a whole, by cause (in_use: failed closed)",
+            ["cause"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "ecr_cleaner_ready", "1 when /readyz last answered ready, else 0", registry=r
+        )
         for status in EVENT_STATUSES:  # export zeros, so rates work from the first scrape
             self.events.labels(status)
         for result in PRUNE_RESULTS:
             self.prunes.labels(result)
+        for kind in ErrorKind:
+            self.repository_errors.labels(kind.value)
 
     def count_event(self, status: str) -> None:
         self.events.labels(status).inc()
@@ -90,6 +110,25 @@ class Metrics:
     def record_report(self, report: RunReport) -> None:
         self.images_deleted.inc(sum(len(r.deleted) for r in report.repositories))
         self.bytes_reclaimed.inc(report.reclaimed)
+        for repository in report.repositories:
+            if repository.error is not None:
+                kind = repository.error_kind or ErrorKind.INTERNAL
+                self.repository_errors.labels(kind.value).inc()
+
+    def time_to_pruned(self, answer: Answer, clock: Callable[[], float] = time.monotonic) -> None:
+        """Observe the push-to-pruned time of an accepted push when its prune succeeds.
+
+        Every ingress edge calls this with the intake's answer, so the figure is the same
+        whichever way the push arrived."""
+        settled, arrived = answer.settled, clock()
+        if settled is None:
+            return
+
+        def observe(done: asyncio.Future[bool]) -> None:
+            if not done.cancelled() and done.exception() is None and done.result():
+                self.push_to_pruned.observe(clock() - arrived)
+
+        settled.add_done_callback(observe)
 
     def watch(self, depth: Callable[[], float], running: Callable[[], float]) -> None:
         """Read the gauges from the scheduler at scrape time."""
