@@ -22,7 +22,7 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     elif shutil.which("kustomize"):
         command = ["kustomize", "build", str(directory)]
     else:
-        pytest.skip("neither kubectl nor kustomize is installed")
+        pytest.fail("kubectl is not installed: apt-get install kubectl (or put kustomize on PATH)")
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
