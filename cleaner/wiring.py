@@ -7,7 +7,8 @@ context manager that closes what it opened, in reverse order.
 Modes:
 - `plan`: nothing is deleted, so no coordinator;
 - `sweep`: in-use sources are read once per run; Leases when the sweep deletes;
-- `serve`: in-use sources are watched for the life of the process; Leases always.
+- `serve`: in-use sources are watched for the life of the process; Leases always; with
+  `--queue-url`, an SQS consumer feeds the same intake as `POST /events`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from cleaner.ports import Coordinator, InUseSource, Registry
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
 from cleaner.receiver.health import CachedCheck
-from cleaner.receiver.http import Deps, make_app
-from cleaner.receiver.metrics import Metrics
+from cleaner.receiver.http import Deps, Edge, make_app
+from cleaner.receiver.metrics import Metrics, QueueMetrics
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.scheduler import SchedulerSettings
+from cleaner.receiver.sqs import QueueConsumer, SqsQueue
 from cleaner.registries.ecr import EcrRegistry
 from cleaner.settings import EngineSettings, ServeSettings
 
@@ -161,9 +163,12 @@ async def open_receiver(
 ) -> AsyncIterator[web.Application]:
     """The receiver's application over a watching engine; `cleaner.receiver.serve` runs it."""
     metrics = Metrics()
-    async with open_engine(
-        settings, policy, "serve", audit_path=serve.audit_log, on_call=metrics.record_ecr_call
-    ) as engine:
+    async with (
+        open_engine(
+            settings, policy, "serve", audit_path=serve.audit_log, on_call=metrics.record_ecr_call
+        ) as engine,
+        open_edges(settings, serve, metrics) as edges,
+    ):
         deps = Deps(
             pruner=EnginePruner(engine, policy, settings.concurrency),
             auth=TokenAuth(token),
@@ -178,5 +183,18 @@ async def open_receiver(
             metrics=metrics,
             readiness=(CachedCheck("registry", engine.registry.ping),),
             covers=lambda repository: policy.entry_for(repository) is not None,
+            edges=edges,
         )
         yield make_app(deps)
+
+
+@asynccontextmanager
+async def open_edges(
+    settings: EngineSettings, serve: ServeSettings, metrics: Metrics
+) -> AsyncIterator[tuple[Edge, ...]]:
+    """The ways in besides POST /events: the SQS consumer when --queue-url is given."""
+    if serve.queue_url is None:
+        yield ()
+        return
+    async with SqsQueue.connect(serve.queue_url, region=settings.region) as queue:
+        yield (QueueConsumer(queue, QueueMetrics(metrics.registry)),)
