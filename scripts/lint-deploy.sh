@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The external linters over the deployment files: hadolint (Dockerfile), kubernetes-validate
 # --strict (every manifest in k8s/kustomization.yaml, on the oldest and the newest Kubernetes
-# the manifests support) and cfn-lint (the EventBridge stack). `make lint` runs this;
+# the manifests support) and cfn-lint (the two EventBridge stacks: API destination and SQS). `make lint` runs this;
 # tests/test_deploy.py runs the same tools plus the checks that tie the files to the code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,6 @@ for name in yaml.safe_load(open("k8s/kustomization.yaml"))["resources"]:
 "$BIN/kubernetes-validate" --strict --quiet -k "$OLDEST_KUBERNETES" "${manifests[@]}"
 "$BIN/kubernetes-validate" --strict --quiet "${manifests[@]}"
 
-"$BIN/cfn-lint" k8s/aws/eventbridge.yaml
+"$BIN/cfn-lint" k8s/aws/eventbridge.yaml k8s/aws/eventbridge-sqs.yaml
 
 echo "deploy lint: ok (hadolint, kubernetes-validate --strict, cfn-lint)"
