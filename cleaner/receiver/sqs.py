@@ -108,15 +108,23 @@ class SqsQueue:
     @classmethod
     @asynccontextmanager
     async def connect(
-        cls, url: str, *, region: str | None = None, on_call: CallHook | None = None
+        cls,
+        url: str,
+        *,
+        region: str | None = None,
+        on_call: CallHook | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
     ) -> AsyncIterator[SqsQueue]:
-        """From the standard AWS chain (IRSA, Pod Identity, ...); `region` when the URL
-        names none."""
+        """From the standard AWS chain (IRSA, Pod Identity, ...), unless given keys (a local
+        server); `region` when the URL names none."""
         url_region, endpoint = queue_endpoint(url)
         async with open_client(
             "sqs",
             region=url_region or region,
             endpoint_url=endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
             read_timeout=RECEIVE_WAIT_S + ANSWER_MARGIN_S,
         ) as client:
             yield cls(client, url, on_call=on_call)
