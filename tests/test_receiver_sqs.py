@@ -32,6 +32,7 @@ from cleaner.engine import Engine
 from cleaner.errors import ConfigError, RegistryError
 from cleaner.planning.model import RunReport
 from cleaner.planning.policy_file import parse_policy_file
+from cleaner.ports import Answer, Status
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
 from cleaner.receiver.http import Deps, make_app
@@ -408,3 +409,33 @@ async def test_a_queue_that_does_not_exist_is_a_config_error_at_start(
     async with running(RegistryStore()) as url:
         with pytest.raises(ConfigError, match="no such queue"):
             await started_server(serve_settings(policy_path, url, missing))
+
+
+class ExplodingIntake:
+    """An intake with a bug for one body: the consumer must outlive it."""
+
+    def submit(self, body: bytes) -> Answer:
+        if body == b"boom":
+            raise RuntimeError("a bug in the intake")
+        return Answer(Status.IGNORED, "id", reason="not a push")
+
+
+async def test_an_intake_that_raises_leaves_the_message_and_the_loop_goes_on(
+    moto: MotoBackend,
+) -> None:
+    queue = TestQueue(moto.endpoint_url)
+    metrics = Metrics()
+    async with SqsQueue.connect(queue.url) as sqs:
+        consumer = QueueConsumer(sqs, QueueMetrics(metrics.registry), ConsumerSettings(wait_s=1))
+        await consumer.start(ExplodingIntake())
+        try:
+            queue.send("boom")
+            queue.send("fine")
+            figure = metrics.registry.get_sample_value
+            await until(lambda: figure("ecr_cleaner_queue_deleted_total") == 1)
+            assert figure("ecr_cleaner_queue_errors_total", {"operation": "internal"}) >= 1
+            assert await consumer.readiness() is None
+        finally:
+            await consumer.stop()
+            await consumer.finish()
+        assert await consumer.readiness() == "queue: stopped"

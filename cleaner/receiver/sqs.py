@@ -278,7 +278,10 @@ class QueueConsumer:
                 continue
             failures, self._problem = 0, None
             for message in messages:  # no await in between: nothing received goes untracked
-                self._take(message)
+                try:
+                    self._take(message)
+                except Exception as error:  # left in the queue; the loop goes on
+                    self._failed("intake", error)
 
     async def _room_to_receive(self) -> int:
         loop = asyncio.get_running_loop()
