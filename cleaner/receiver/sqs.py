@@ -161,6 +161,7 @@ class SqsQueue:
 @dataclass(frozen=True, slots=True)
 class ConsumerSettings:
     wait_s: int = RECEIVE_WAIT_S
+    """Each ReceiveMessage's WaitTimeSeconds (tests use 1 s)."""
     batch: int = RECEIVE_BATCH
     max_held: int = 500
     """Messages waiting for their prune at once; receiving pauses beyond this."""
@@ -205,10 +206,6 @@ class QueueConsumer:
         self._resume_at = 0.0
         self._problem: str | None = "not started"
         metrics.oldest_age.set_function(self._oldest_age)
-
-    @property
-    def held(self) -> int:
-        return len(self._held)
 
     async def start(self, intake: Intake) -> None:
         """Read the queue's visibility timeout (the heartbeat's period), then receive."""
