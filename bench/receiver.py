@@ -28,7 +28,7 @@ from cleaner import wiring
 from cleaner.emulator import RegistryStore, running
 from cleaner.emulator import manifests as mf
 from cleaner.planning.model import RunReport
-from cleaner.planning.policy_file import parse_policy_file
+from cleaner.planning.policy_file import PolicyFile, parse_policy_file
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.pruner import EnginePruner
@@ -103,25 +103,32 @@ def event(name: str, digest: str, tag: str | None) -> dict[str, Any]:
     }
 
 
+def burst_policy() -> PolicyFile:
+    rules = [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType":
+             "imageCountMoreThan", "countNumber": KEEP}, "action": {"type": "expire"}}]  # fmt: skip
+    # No cluster in a benchmark: in-use protection off, whatever kubeconfig the machine has.
+    doc = {"repositories": [{"match": "recv/*", "rules": rules}], "protect": {"in_use": False}}
+    return parse_policy_file(doc, "bench")
+
+
+def planned_state_misses(store: RegistryStore, names: list[str], pushes: int) -> int:
+    """Repositories not in the planned state: KEEP - pushes old images plus 5 per push."""
+    return sum(len(store.repos[n].images) != KEEP + 4 * pushes for n in names)
+
+
 async def run_receiver(
     repositories: int, pushes: int, latency_ms: float, throttle: Mapping[str, float]
 ) -> dict[str, Any]:
     store = RegistryStore()
     names = [f"recv/app{i}" for i in range(repositories)]
     old = seed_old(store, names, datetime.now(UTC))
-    rules = [{"rulePriority": 1, "selection": {"tagStatus": "any", "countType":
-             "imageCountMoreThan", "countNumber": KEEP}, "action": {"type": "expire"}}]  # fmt: skip
-    # No cluster in a benchmark: in-use protection off, whatever kubeconfig the machine has.
-    doc = {"repositories": [{"match": "recv/*", "rules": rules}], "protect": {"in_use": False}}
-    policy = parse_policy_file(doc, "bench")
+    policy = burst_policy()
     async with running(store, latency_ms=latency_ms, throttle=throttle) as url:
         settings = EngineSettings("bench", regions=("us-east-1",), endpoint_url=url)
         keys = wiring.Credentials("bench", "bench")  # the emulator checks no credentials
         async with wiring.open_engine(settings, policy, "serve", credentials=keys) as engine:
             figures = await _serve_burst(store, EnginePruner(engine, policy), names, pushes, old)
-    # Planned: KEEP - pushes old images, plus 5 images per push.
-    wrong = [n for n in names if len(store.repos[n].images) != KEEP + 4 * pushes]
-    figures["wrong_state"] = len(wrong)
+    figures["wrong_state"] = planned_state_misses(store, names, pushes)
     return figures
 
 
@@ -137,18 +144,21 @@ async def _serve_burst(
         await site.start()
         host, port = runner.addresses[0][:2]
         before = sum(store.calls.values())
-        latencies, posted = await _burst(store, f"http://{host}:{port}", names, pushes, old)
+        latencies, posted, burst_s = await _burst(
+            store, f"http://{host}:{port}", names, pushes, old
+        )
         calls = sum(store.calls.values()) - before
     finally:
         await runner.cleanup()  # drains the scheduler: every prune has ended
-    return _figures(latencies, posted, len(names), pruner.prunes, calls)
+    return burst_figures(latencies, posted, len(names), pruner.prunes, calls, burst_s)
 
 
 async def _burst(
     store: RegistryStore, url: str, names: list[str], pushes: int, old: dict[str, list[str]]
-) -> tuple[list[float], int]:
+) -> tuple[list[float], int, float]:
     last_post: dict[str, float] = {}
     posted = 0
+    started = time.perf_counter()
     async with aiohttp.ClientSession() as http:
         for build in range(pushes):
             for name in names:
@@ -157,11 +167,12 @@ async def _burst(
                         r.raise_for_status()
                     posted += 1
                 last_post[name] = time.perf_counter()
-        done = await asyncio.gather(*(_planned(store, n, old[n][:pushes]) for n in names))
-    return [(done[i] - last_post[n]) * 1000 for i, n in enumerate(names)], posted
+        burst_s = time.perf_counter() - started
+        done = await asyncio.gather(*(planned_at(store, n, old[n][:pushes]) for n in names))
+    return [(done[i] - last_post[n]) * 1000 for i, n in enumerate(names)], posted, burst_s
 
 
-async def _planned(store: RegistryStore, name: str, expired: list[str]) -> float:
+async def planned_at(store: RegistryStore, name: str, expired: list[str]) -> float:
     """When the expired images are gone (and only they: checked by the caller's figures)."""
     deadline = time.perf_counter() + TIMEOUT_S
     images = store.repos[name].images
@@ -172,12 +183,18 @@ async def _planned(store: RegistryStore, name: str, expired: list[str]) -> float
     return time.perf_counter()
 
 
-def _figures(
-    latencies: list[float], posted: int, repositories: int, prunes: Counter[str], calls: int
+def burst_figures(
+    latencies: list[float],
+    posted: int,
+    repositories: int,
+    prunes: Counter[str],
+    calls: int,
+    burst_s: float,
 ) -> dict[str, Any]:
     ordered = sorted(latencies)
     return {
         "events": posted,
+        "burst_s": round(burst_s, 2),
         "repositories": repositories,
         "p50_ms": round(statistics.median(ordered), 1),
         "p99_ms": round(_percentile(ordered, 0.99), 1),

@@ -16,7 +16,7 @@ MAX_SOAK_RSS_GROWTH = 1.5
 
 
 def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
-    s, r, p = results["sweep"], results["receiver"], results["plan"]
+    s, r, q, p = results["sweep"], results["receiver"], results["queue"], results["plan"]
     return [
         _check(
             "sweep efficiency >= 0.8",
@@ -47,6 +47,13 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             and r["wrong_state"] == 0,
             f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, at most "
             f"{r['max_prunes_per_repository']} prunes, {r['wrong_state']} repositories wrong",
+        ),
+        _check(
+            "queue path: planned state reached, every message deleted, none left in the queue",
+            q["wrong_state"] == 0 and q["deleted"] == q["events"] and q["left_in_queue"] == 0,
+            f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, all {q['deleted']} of {q['events']} "
+            f"deleted {q['drained_ms']} ms after the last send, {q['left_in_queue']} left, at "
+            f"most {q['max_prunes_per_repository']} prunes, {q['wrong_state']} repositories wrong",
         ),
         _check(
             "plan 100k images <= 2 s CPU, <= 400 MB RSS",
@@ -103,12 +110,23 @@ def _soak_checks(soak: dict[str, Any] | None) -> list[dict[str, Any]]:
     ]
 
 
+def latency_line(results: dict[str, Any]) -> str:
+    """Both ways in, side by side: the same burst, the same planned state."""
+    r, q = results["receiver"], results["queue"]
+    return (
+        f"to pruned, p50 / p99: POST /events {r['p50_ms']} / {r['p99_ms']} ms "
+        f"(burst sent in {r['burst_s']} s); SQS {q['p50_ms']} / {q['p99_ms']} ms "
+        f"(burst sent in {q['burst_s']} s, queue empty {q['drained_ms']} ms after it)"
+    )
+
+
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "ok": bool(ok), "detail": detail}
 
 
 def markdown(results: dict[str, Any]) -> str:
     m, s, r, p = results["machine"], results["sweep"], results["receiver"], results["plan"]
+    q = results["queue"]
     base, checks = s["baseline_measured"], results["checks"]
     rates = ", ".join(f"{op} {tps:g}/s" for op, tps in s["throttle"].items())
     lines = [
@@ -141,6 +159,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"| Push to pruned, p50 / p99 | {r['p50_ms']} / {r['p99_ms']} ms | target p99 <= 1500 ms |",
         f"| Prunes (max per repository) | {r['prunes']} ({r['max_prunes_per_repository']}) | "
         f"target <= 2; {r['api_calls']} API calls |",
+        f"| Same burst through SQS (moto), sent in {q['burst_s']} s (POSTs: {r['burst_s']} s) "
+        f"| queue to pruned p50 / p99 {q['p50_ms']} / {q['p99_ms']} ms | queue empty "
+        f"{q['drained_ms']} ms after the last send, {q['left_in_queue']} left |",
+        f"| SQS path prunes (max per repository) | {q['prunes']} "
+        f"({q['max_prunes_per_repository']}) | {q['api_calls']} API calls |",
         f"| Plan {p['images']:,} images: CPU | {p['cpu_s']} s, median of {_runs(p)} | "
         "target <= 2 s |",
         f"| Plan {p['images']:,} images: peak RSS | {p['peak_rss_mb']} MB | target <= 400 MB |",

@@ -1,5 +1,5 @@
-"""Benchmarks: sweep vs the rate-limit bound and the baseline, receiver latency,
-planner cost. `bench/run.py [--quick] --json OUT.json [--markdown RESULTS.md]`.
+"""Benchmarks: sweep vs the rate-limit bound and the baseline, receiver latency (POST and
+SQS), planner cost. `bench/run.py [--quick] --json OUT.json [--markdown RESULTS.md]`.
 
 Prints one PASS/FAIL line per target and exits 1 when one fails (bench/README.md).
 """
@@ -25,8 +25,9 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `cleaner` imp
     sys.path.insert(0, str(ROOT))
 
 from bench.in_use import run_in_use  # noqa: E402
+from bench.queue_burst import run_queue  # noqa: E402
 from bench.receiver import run_receiver  # noqa: E402
-from bench.report import checks, markdown  # noqa: E402
+from bench.report import checks, latency_line, markdown  # noqa: E402
 from bench.soak import run_soak  # noqa: E402
 from bench.sweep import SweepConfig, run_sweep  # noqa: E402
 
@@ -150,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.receiver_repositories, args.receiver_pushes, args.latency_ms, config.throttle
         )
     )
+    print("receiver burst through SQS (moto) ...", flush=True)
+    results["queue"] = asyncio.run(
+        run_queue(
+            args.receiver_repositories, args.receiver_pushes, args.latency_ms, config.throttle
+        )
+    )
     print("planner ...", flush=True)
     results["plan"] = run_plan(args.plan_images, args.plan_runs)
     clusters, services = args.in_use_clusters, args.in_use_services
@@ -163,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["machine"]["total_s"] = round(time.perf_counter() - started, 1)
     for check in results["checks"]:
         print(f"{'PASS' if check['ok'] else 'FAIL'}  {check['name']}: {check['detail']}")
+    print(latency_line(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:

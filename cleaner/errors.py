@@ -14,6 +14,7 @@ other `CleanerError` is 1.
       CredentialsError       an IAM role could not be assumed
       ClusterError           a Kubernetes API could not be configured, reached or read
       LeaseBusy, LeaseLost   per-repository coordination
+      QueueError             an SQS call failed after retries (the queue intake)
       InvalidRequest         a delivery or request body that cannot be acted on (HTTP 400)
       Rejected               no work can be taken now, retry later (HTTP 429/503)
         BacklogFull, ShuttingDown
@@ -76,6 +77,15 @@ class ClusterError(CleanerError):
         super().__init__(message)
         self.cluster = cluster
         self.status = status
+
+
+class QueueError(CleanerError):
+    """An SQS call of the queue intake failed after retries."""
+
+    def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.operation = operation
 
 
 class LeaseBusy(CleanerError):

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cleaner.errors import ConfigError
 from cleaner.planning.model import Shard
@@ -120,6 +122,24 @@ def textfile(value: str) -> str:
 def nonempty(value: str) -> str:
     if not value.strip():
         raise ValueError("expected a name")
+    return value.strip()
+
+
+# An SQS queue name: 1 to 80 letters, digits, hyphens and underscores (".fifo" for FIFO),
+# as the CreateQueue API reference defines it.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}(\.fifo)?")
+
+
+def queue_url(value: str) -> str:
+    """An SQS queue URL: https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, or a local server's."""
+    parts = urlsplit(value.strip())
+    name = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ValueError(
+            "expected a queue URL such as https://sqs.REGION.amazonaws.com/ACCOUNT/NAME"
+        )
+    if not QUEUE_NAME.fullmatch(name):
+        raise ValueError("the URL does not end in a queue name (letters, digits, - and _)")
     return value.strip()
 
 
@@ -303,6 +323,13 @@ SERVE_OPTIONS = (
     Option("--max-backlog", integer(1), 1000, "CLEANER_MAX_BACKLOG", "waiting work before 429"),
     Option("--dedupe-window", number(0), 600.0, "CLEANER_DEDUPE_WINDOW", "seconds an id is kept"),
     Option("--drain-timeout", number(0), 25.0, "CLEANER_DRAIN_TIMEOUT", "seconds at shutdown"),
+    Option(
+        "--queue-url",
+        queue_url,
+        env="CLEANER_QUEUE_URL",
+        metavar="URL",
+        help="also consume EventBridge events from this SQS queue (no inbound traffic needed)",
+    ),
 )
 EMULATOR_OPTIONS = (
     Option("--host", default="127.0.0.1", help="address to listen on"),
@@ -336,7 +363,7 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
         (*ENGINE_OPTIONS, *LOG_OPTIONS, OUTPUT, DRY_RUN, AUDIT_LOG, SHARD, SHARDS, *METRICS),
     ),
     "serve": (
-        "receive EventBridge push events and prune at once",
+        "receive EventBridge push events (HTTP, or an SQS queue) and prune at once",
         # A service's logs go to a log shipper: JSON unless asked otherwise.
         (*ENGINE_OPTIONS, LOG_LEVEL, replace(LOG_FORMAT, default="json"), *SERVE_OPTIONS),
     ),
@@ -450,6 +477,7 @@ class ServeSettings:
     max_backlog: int = 1000
     dedupe_window_s: float = 600.0
     drain_timeout_s: float = 25.0
+    queue_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -581,6 +609,7 @@ def _serve(values: Mapping[str, Any], environ: Mapping[str, str]) -> ServeSettin
         max_backlog=values["max_backlog"],
         dedupe_window_s=values["dedupe_window"],
         drain_timeout_s=values["drain_timeout"],
+        queue_url=values["queue_url"],
     )
 
 

@@ -7,7 +7,8 @@ context manager that closes what it opened, in reverse order.
 Modes:
 - `plan`: nothing is deleted, so no coordinator;
 - `sweep`: in-use sources are read once per run; Leases when the sweep deletes;
-- `serve`: in-use sources are watched for the life of the process; Leases always.
+- `serve`: in-use sources are watched for the life of the process; Leases always; with
+  `--queue-url`, an SQS consumer feeds the same intake as `POST /events`.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ from cleaner.ports import AuditSink, Coordinator, InUseSource, Registry
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope
 from cleaner.receiver.health import CachedCheck
-from cleaner.receiver.http import Deps, make_app
-from cleaner.receiver.metrics import Metrics
+from cleaner.receiver.http import Deps, Edge, make_app
+from cleaner.receiver.metrics import Metrics, QueueMetrics
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.routes import Route, TargetsPruner, prefix_of
 from cleaner.receiver.scheduler import SchedulerSettings
+from cleaner.receiver.sqs import QueueConsumer, SqsQueue
 from cleaner.registries.ecr import EcrRegistry
 from cleaner.settings import EngineSettings, RunSettings, ServeSettings
 from cleaner.sweep_metrics import Recorder, recording
@@ -316,9 +318,12 @@ async def open_receiver(
     """The receiver's application over watching engines, one per target; an event's account
     and region pick its target (`cleaner.receiver.routes`). `cleaner.receiver.serve` runs it."""
     metrics = Metrics()
-    async with open_engines(
-        settings, policy, "serve", audit_path=serve.audit_log, on_call=metrics.record_ecr_call
-    ) as engines:
+    async with (
+        open_engines(
+            settings, policy, "serve", audit_path=serve.audit_log, on_call=metrics.record_ecr_call
+        ) as engines,
+        open_edges(settings, serve, metrics) as edges,
+    ):
         lone = len(engines) == 1
         routes, pruners = [], []
         for one in engines:
@@ -341,9 +346,24 @@ async def open_receiver(
             readiness=tuple(
                 CachedCheck(f"registry {one.target}", one.engine.registry.ping) for one in engines
             ),
+            edges=edges,
         )
         yield make_app(deps)
 
 
 def _covers(policy: PolicyFile) -> Callable[[str], bool]:
     return lambda repository: policy.entry_for(repository) is not None
+
+
+@asynccontextmanager
+async def open_edges(
+    settings: EngineSettings, serve: ServeSettings, metrics: Metrics
+) -> AsyncIterator[tuple[Edge, ...]]:
+    """The ways in besides POST /events: the SQS consumer when --queue-url is given."""
+    if serve.queue_url is None:
+        yield ()
+        return
+    async with SqsQueue.connect(
+        serve.queue_url, region=settings.regions[0] if settings.regions else None
+    ) as queue:
+        yield (QueueConsumer(queue, QueueMetrics(metrics.registry)),)

@@ -2,8 +2,8 @@
 # The external linters over the deployment files: hadolint (Dockerfile), kubernetes-validate
 # --strict (every manifest in k8s/kustomization.yaml and the components' plain Kubernetes
 # objects, on the oldest and the newest Kubernetes the manifests support), promtool (the
-# alert rules; Debian's prometheus package), cfn-lint (the EventBridge stack and the
-# member-account role) and zizmor (the GitHub Actions example: its schema and security
+# alert rules; Debian's prometheus package), cfn-lint (the EventBridge stacks, to an API
+# destination or to SQS, and the member-account role) and zizmor (the GitHub Actions example: its schema and security
 # audits, offline). `make lint` runs this; tests/test_deploy.py and tests/test_monitoring.py
 # run the same tools plus the checks that tie the files to the code.
 set -euo pipefail
@@ -43,7 +43,7 @@ yaml.safe_dump(yaml.safe_load(open(sys.argv[1]))["spec"], sys.stdout)
 ' k8s/components/monitoring/prometheusrule.yaml > "$rules"
 promtool check rules "$rules" >/dev/null
 
-"$BIN/cfn-lint" k8s/aws/eventbridge.yaml k8s/aws/member-role.yaml
+"$BIN/cfn-lint" k8s/aws/eventbridge.yaml k8s/aws/eventbridge-sqs.yaml k8s/aws/member-role.yaml
 
 "$BIN/zizmor" --offline --no-progress --quiet examples/github-actions/*.yml
 

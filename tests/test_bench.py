@@ -31,11 +31,17 @@ def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     for key in ("events", "repositories", "p50_ms", "p99_ms", "prunes", "api_calls"):
         assert key in receiver, key
     assert receiver["wrong_state"] == 0
+    queue = results["queue"]
+    for key in ("events", "burst_s", "p50_ms", "p99_ms", "prunes", "deleted", "drained_ms"):
+        assert key in queue, key
+    assert queue["events"] == receiver["events"] and queue["wrong_state"] == 0
+    assert queue["deleted"] == queue["events"] and queue["left_in_queue"] == 0
     assert plan["images"] == 2000 and plan["cpu_s"] > 0 and plan["peak_rss_mb"] > 0
     assert len(plan["cpu_s_runs"]) == 2 and min(plan["cpu_s_runs"]) <= plan["cpu_s"]
     in_use = results["in_use"]
     assert in_use["ecs"]["services"] == 4 and in_use["ecs"]["first"]["total_calls"] > 0
     assert in_use["lambda"]["first"]["references"] > 0
-    assert len(results["checks"]) == 7
+    assert len(results["checks"]) == 8
     assert "sweep efficiency" in done.stdout  # the PASS/FAIL lines were printed
+    assert "to pruned, p50 / p99: POST /events" in done.stdout
     assert "| Sweep wall time |" in md.read_text()

@@ -35,6 +35,7 @@ from cleaner.receiver.auth import API_KEY_HEADER
 from cleaner.receiver.http import PUBLIC_PATHS
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.runner import HANDLER_SHUTDOWN_S
+from cleaner.receiver.sqs import RECEIVE_WAIT_S, ConsumerSettings, queue_endpoint
 from cleaner.settings import Settings, build_parser, parse_args
 from tests.support.deploy import kustomize
 
@@ -44,6 +45,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 IAM_POLICY = K8S / "aws" / "iam-policy.json"
 EVENTBRIDGE = K8S / "aws" / "eventbridge.yaml"
 MEMBER_ROLE = K8S / "aws" / "member-role.yaml"
+QUEUE_STACK = K8S / "aws" / "eventbridge-sqs.yaml"
+QUEUE_COMPONENT = K8S / "components" / "sqs-intake"
 
 # The oldest Kubernetes the manifests promise to work on, and the newest schemas bundled with
 # kubernetes-validate. CronJob.timeZone (1.27) and Indexed Jobs (1.24) set the real floor.
@@ -588,11 +591,7 @@ def test_every_iam_action_is_a_real_one() -> None:
 def test_the_eventbridge_stack_sends_successful_pushes_to_the_receiver() -> None:
     resources = template()["Resources"]
     rule = next(r for r in resources.values() if r["Type"] == "AWS::Events::Rule")["Properties"]
-    assert rule["EventPattern"] == {
-        "source": ["aws.ecr"],
-        "detail-type": ["ECR Image Action"],
-        "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"]},
-    }
+    assert rule["EventPattern"] == PUSH_PATTERN
     (target,) = rule["Targets"]
     assert set(target["RetryPolicy"]) == {"MaximumRetryAttempts", "MaximumEventAgeInSeconds"}
     assert "InputTransformer" not in target, "the receiver parses the event as EventBridge sends it"
@@ -609,8 +608,103 @@ def test_the_eventbridge_stack_sends_successful_pushes_to_the_receiver() -> None
     assert template()["Parameters"]["ApiKey"]["NoEcho"] is True
 
 
-def test_cfn_lint_finds_nothing() -> None:
-    result = run(tool("cfn-lint"), str(EVENTBRIDGE), str(MEMBER_ROLE))
+PUSH_PATTERN = {
+    "source": ["aws.ecr"],
+    "detail-type": ["ECR Image Action"],
+    "detail": {"action-type": ["PUSH"], "result": ["SUCCESS"]},
+}
+
+
+def only_the_rule_may_send(policy: dict[str, Any], queue: str, rule: str) -> None:
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert policy["Properties"]["Queues"] == [{"Ref": queue}]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "sqs:SendMessage"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Resource"] == {"GetAtt": f"{queue}.Arn"}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"GetAtt": f"{rule}.Arn"}}}
+
+
+def test_the_queue_stack_sends_pushes_to_a_queue_only_its_rule_may_write() -> None:
+    stack = template(QUEUE_STACK)
+    resources = stack["Resources"]
+    kinds = {r["Type"] for r in resources.values()}
+    assert not kinds & {"AWS::Events::ApiDestination", "AWS::Events::Connection"}
+    assert "AWS::IAM::Role" not in kinds, "EventBridge sends to SQS under the queue policy"
+    (rule_name,) = (n for n, r in resources.items() if r["Type"] == "AWS::Events::Rule")
+    rule = resources[rule_name]["Properties"]
+    assert rule["EventPattern"] == PUSH_PATTERN
+    (target,) = rule["Targets"]
+    queue_name = target["Arn"]["GetAtt"].removesuffix(".Arn")
+    assert "RoleArn" not in target and "InputTransformer" not in target
+    queue = resources[queue_name]["Properties"]
+    assert not queue.get("FifoQueue"), "a standard queue"
+    # The queue's own wait is the consumer's (a receive without WaitTimeSeconds long-polls too).
+    assert queue["VisibilityTimeout"] > 0
+    assert queue["ReceiveMessageWaitTimeSeconds"] == RECEIVE_WAIT_S
+    dead_letters = queue["RedrivePolicy"]["deadLetterTargetArn"]["GetAtt"].removesuffix(".Arn")
+    assert target["DeadLetterConfig"]["Arn"] == {"GetAtt": f"{dead_letters}.Arn"}
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+    assert stack["Parameters"]["MaxReceiveCount"]["MinValue"] >= 2
+    policies = {
+        p["Properties"]["Queues"][0]["Ref"]: p
+        for p in resources.values()
+        if p["Type"] == "AWS::SQS::QueuePolicy"
+    }
+    assert set(policies) == {queue_name, dead_letters}
+    for name, policy in policies.items():
+        only_the_rule_may_send(policy, name, rule_name)
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    depth = [a for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    (dimension,) = depth[0]["Dimensions"]
+    assert dimension["Value"] == {"GetAtt": f"{dead_letters}.QueueName"}
+    assert depth[0]["Threshold"] == 0 and depth[0]["ComparisonOperator"] == "GreaterThanThreshold"
+    assert stack["Outputs"]["QueueUrl"]["Value"] == {"Ref": queue_name}
+
+
+def queue_variant(tmp_path: Path) -> list[dict[str, Any]]:
+    """The base with the queue component, as an overlay would build it."""
+    base, component = (os.path.relpath(p, tmp_path) for p in (K8S, QUEUE_COMPONENT))
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources: [{base}]\ncomponents: [{component}]\n", encoding="utf-8"
+    )
+    return kustomize(tmp_path)
+
+
+def test_the_queue_variant_consumes_the_stacks_queue_and_exposes_no_service(
+    tmp_path: Path, parser: argparse.ArgumentParser
+) -> None:
+    built = queue_variant(tmp_path)
+    for doc in built:
+        kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
+    assert not [d for d in built if d["kind"] in ("Service", "Ingress")]
+    container = the_container_of(built, "Deployment")
+    args = container["args"]
+    flags = [a for a in args[1:] if a.startswith("--")]
+    assert set(flags) <= set(subcommand(parser, "serve")._option_string_actions)
+    serve = parse(args).serve
+    assert serve is not None and serve.queue_url is not None
+    # The queue the component names is the stack's and the IAM policy's.
+    region, endpoint = queue_endpoint(serve.queue_url)
+    assert endpoint is None, "an AWS queue URL: the client finds the endpoint"
+    account, name = serve.queue_url.rstrip("/").split("/")[-2:]
+    assert name == template(QUEUE_STACK)["Parameters"]["QueueName"]["Default"]
+    (statement,) = (s for s in policy_statements() if as_list(s["Action"])[0].startswith("sqs:"))
+    assert as_list(statement["Resource"]) == [f"arn:aws:sqs:{region}:{account}:{name}"]
+    # Otherwise the variant is the base: the same workloads and the same everything else.
+    base = kustomize(K8S)
+    assert the_container_of(base, "Deployment")["args"] == args[:-2]
+    assert [d for d in base if d["kind"] not in ("Service", "Deployment")] == [
+        d for d in built if d["kind"] != "Deployment"
+    ]
+    # SIGTERM: the drain, then deleting what finished, then open requests, within the grace.
+    grace = pod_spec(next(d for d in built if d["kind"] == "Deployment"))
+    shutdown = serve.drain_timeout_s + ConsumerSettings().finish_s + HANDLER_SHUTDOWN_S
+    assert grace["terminationGracePeriodSeconds"] > shutdown
+
+
+@pytest.mark.parametrize("stack", [EVENTBRIDGE, QUEUE_STACK, MEMBER_ROLE], ids=lambda p: p.name)
+def test_cfn_lint_finds_nothing(stack: Path) -> None:
+    result = run(tool("cfn-lint"), str(stack))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -630,7 +724,8 @@ def test_the_member_role_trusts_only_the_cleaner_and_allows_what_its_targets_nee
     member = {s["Sid"]: sorted(as_list(s["Action"])) for s in granted}
     own = {s["Sid"]: sorted(as_list(s["Action"])) for s in policy_statements()}
     assert member == {sid: actions for sid, actions in own.items() if sid in member}
-    assert set(own) - set(member) == {"AssumeMemberAccountRoles"}
+    # The cleaner's own: assuming the member roles, and reading its push-event queue.
+    assert set(own) - set(member) == {"AssumeMemberAccountRoles", "ConsumePushEventsFromTheQueue"}
     for statement in granted:
         if any(a.startswith("ecr:") for a in as_list(statement["Action"])):
             resource = statement["Resource"]["Sub"]

@@ -93,6 +93,24 @@ async def test_an_event_id_seen_before_is_a_duplicate(
     assert len(pruner.calls) == 1
 
 
+async def test_an_event_whose_prune_failed_is_new_work_when_it_comes_back(
+    pruner: FakePruner,
+) -> None:
+    """A queue redelivers a message whose prune failed: that must prune, not be "seen"."""
+    scheduler = Scheduler(pruner, settings(retries=0))
+    pruner.fail = True
+    assert scheduler.submit_push("failed", "app") is Status.ACCEPTED
+    assert scheduler.submit_push("rode-on-it", "app") is Status.COALESCED
+    await settle(scheduler)
+    pruner.fail = False
+    assert scheduler.submit_push("failed", "app") is Status.ACCEPTED
+    assert scheduler.submit_push("rode-on-it", "app") is Status.COALESCED
+    await settle(scheduler)
+    assert pruner.finished == [("app",)]
+    assert scheduler.submit_push("failed", "app") is Status.DUPLICATE  # done now
+    await scheduler.close(5)
+
+
 def test_recent_ids_forget_after_the_window_and_beyond_the_size() -> None:
     now = [0.0]
     ids = RecentIds(window_s=10, max_size=3, clock=lambda: now[0])

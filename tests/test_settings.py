@@ -48,6 +48,7 @@ SERVE_ONLY = [
     pytest.param({"CLEANER_PORT": "abc"}, "CLEANER_PORT='abc'", id="port abc"),
     pytest.param({"CLEANER_PORT": "99999"}, "CLEANER_PORT='99999'", id="port 99999"),
     pytest.param({"CLEANER_DEBOUNCE": "nan"}, "CLEANER_DEBOUNCE='nan'", id="debounce nan"),
+    pytest.param({"CLEANER_QUEUE_URL": "sqs://q"}, "CLEANER_QUEUE_URL='sqs://q'", id="queue url"),
 ]
 
 

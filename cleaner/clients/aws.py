@@ -170,14 +170,17 @@ async def open_client(
     access_key: str | None = None,
     secret_key: str | None = None,
     role: AssumedRole | None = None,
+    read_timeout: float = 60,
 ) -> AsyncIterator[Any]:
     """An aiobotocore client for `service` from the standard chain, or acting as `role`;
-    ConfigError if it cannot be built (no region, a bad profile, a bad endpoint URL)."""
+    ConfigError if it cannot be built (no region, a bad profile, a bad endpoint URL).
+    `read_timeout` bounds the wait for an answer; a long poll must set it above the time
+    the server may hold the call."""
     config = AioConfig(
         retries={"mode": "standard", "total_max_attempts": 1},  # see cleaner/clients/retry.py
         max_pool_connections=max_connections,
         connect_timeout=10,
-        read_timeout=60,
+        read_timeout=read_timeout,
     )
     session = _session(role)
     # botocore turns every timestamp into a dateutil tz object; the JSON protocols send epoch

@@ -3,6 +3,8 @@
 Handlers parse, call and serialise; errors become JSON answers in one middleware. Push events
 go to the intake and are answered at once (EventBridge waits at most 5 s); the scheduler
 prunes in the background, and this module owns it for the app's lifetime (`cleanup_ctx`).
+Other ways in (`Deps.edges`: a queue consumer) share that intake and scheduler: they start
+with the app and stop first when it drains.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -23,7 +25,7 @@ from cleaner.errors import BacklogFull, InvalidRequest, Rejected
 from cleaner.output import report_to_json
 from cleaner.planning.model import iso_utc
 from cleaner.planning.names import is_repository_name
-from cleaner.ports import Status
+from cleaner.ports import Intake, Status
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.events import Scope, parse_prune_request
 from cleaner.receiver.intake import EventIntake
@@ -62,6 +64,28 @@ class Deps:
     answered 200 "ignored" and takes no backlog room."""
     routes: tuple[Route, ...] = ()
     """Several targets' scopes (`cleaner.receiver.routes`); () = the one `scope`."""
+    edges: tuple[Edge, ...] = ()
+    """Ways in besides POST /events, run for the app's lifetime; each one's readiness is
+    asked on /readyz too."""
+
+
+class Edge(Protocol):
+    """An ingress that hands deliveries to the app's intake (a queue consumer).
+
+    `start` runs before the app is ready (an error there stops the start); when the app
+    drains, `stop` ends intake before the scheduler closes, and `finish` settles what the
+    edge took once the scheduler has closed. `stop` and `finish` may be called again.
+    """
+
+    async def start(self, intake: Intake) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def finish(self) -> None: ...
+
+    async def readiness(self) -> str | None:
+        """None when the edge works, else why not."""
+        ...
 
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
@@ -137,14 +161,29 @@ def make_app(deps: Deps) -> web.Application:
 
 
 async def drain(app: web.Application) -> None:
-    """Fail readiness, refuse new work, let running prunes finish (bounded). Idempotent."""
-    runtime = app[RUNTIME]
+    """Fail readiness, stop the other edges taking work, refuse new work, let running
+    prunes finish (bounded), then let the edges settle what they took. Idempotent."""
+    runtime, deps = app[RUNTIME], app[DEPS]
     runtime.phase = Phase.DRAINING
-    await runtime.scheduler.close(app[DEPS].drain_timeout_s)
+    for edge in deps.edges:
+        await edge.stop()
+    await runtime.scheduler.close(deps.drain_timeout_s)
+    for edge in deps.edges:
+        await edge.finish()
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
-    app[RUNTIME].phase = Phase.READY
+    runtime, started = app[RUNTIME], []
+    try:
+        for edge in app[DEPS].edges:
+            await edge.start(runtime.intake)
+            started.append(edge)
+    except BaseException:
+        for edge in reversed(started):
+            await edge.stop()
+            await edge.finish()
+        raise
+    runtime.phase = Phase.READY
     yield
     await drain(app)
 
@@ -296,7 +335,9 @@ async def _readiness(request: web.Request) -> web.Response:
     phase = request.app[RUNTIME].phase
     if phase is not Phase.READY:
         return web.json_response({"status": phase.value}, status=503)
-    reasons = [why for check in request.app[DEPS].readiness if (why := await check()) is not None]
+    deps = request.app[DEPS]
+    checks = [*deps.readiness, *(edge.readiness for edge in deps.edges)]
+    reasons = [why for check in checks if (why := await check()) is not None]
     if reasons:
         return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
     return web.json_response({"status": phase.value})

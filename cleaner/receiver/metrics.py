@@ -141,6 +141,65 @@ class Metrics:
         return encoder(self.registry), content_type
 
 
+LEFT_REASONS = ("failed", "unfinished", "rejected")
+QUEUE_OPERATIONS = (
+    "ReceiveMessage",
+    "DeleteMessage",
+    "ChangeMessageVisibility",
+    "GetQueueAttributes",
+)
+
+
+class QueueMetrics:
+    """The queue intake's figures, on the app's registry; only a process with a queue has them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.received = Counter(
+            "ecr_cleaner_queue_received", "Messages received from the queue", registry=r
+        )
+        self.deleted = Counter(
+            "ecr_cleaner_queue_deleted",
+            "Messages deleted once handled (pruned, ignored or duplicate)",
+            registry=r,
+        )
+        self.left = Counter(
+            "ecr_cleaner_queue_left",
+            "Messages left in the queue for redelivery, by why: the prune failed, it was "
+            "unfinished at shutdown, or the backlog was full",
+            ["reason"],
+            registry=r,
+        )
+        self.poison = Counter(
+            "ecr_cleaner_queue_poison",
+            "Receipts of messages that cannot be parsed (left for the dead-letter queue)",
+            registry=r,
+        )
+        self.errors = Counter(
+            "ecr_cleaner_queue_errors",
+            "Queue calls that failed after retries, and receive-loop failures",
+            ["operation"],
+            registry=r,
+        )
+        self.oldest_age = Gauge(
+            "ecr_cleaner_queue_oldest_message_age_seconds",
+            "Age of the oldest message this process holds, from the queue's SentTimestamp "
+            "(0 when it holds none)",
+            registry=r,
+        )
+        self.messages = Gauge(
+            "ecr_cleaner_queue_messages",
+            "Messages in the queue as its attributes report them (ApproximateNumberOfMessages, "
+            "...NotVisible, ...Delayed), read periodically",
+            ["state"],
+            registry=r,
+        )
+        for reason in LEFT_REASONS:
+            self.left.labels(reason)
+        for operation in (*QUEUE_OPERATIONS, "internal"):
+            self.errors.labels(operation)
+
+
 class InstrumentedPruner:
     """Counts and times real prunes; dry runs (plans) pass through uncounted."""
 

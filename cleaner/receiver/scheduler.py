@@ -7,6 +7,11 @@ the rest of the burst lands first), then a slot of the global limit, which manua
 Only a new pending repository or job takes backlog room; when the backlog is full the caller
 answers 429 so EventBridge retries later instead of losing the event.
 
+An event id is a duplicate while the prune it asked for is pending, running or done without
+failures. When that prune fails, the ids that rode on it are forgotten, so a redelivery (a
+queue message coming back after its visibility timeout) asks for a prune again instead of
+being dropped as seen.
+
 Every task is tracked: `close` stops intake, lets running work finish within a bound and
 cancels the rest. No transport here; each edge maps `Rejected` to its protocol (HTTP 429/503).
 """
@@ -82,6 +87,9 @@ class RecentIds:
         self._expire()
         return len(self._seen)
 
+    def discard(self, key: str) -> None:
+        self._seen.pop(key, None)
+
     def add(self, key: str) -> None:
         self._seen[key] = self._clock()
         self._seen.move_to_end(key)
@@ -155,6 +163,8 @@ class Scheduler:
         """repository -> loop time its debounce ends; present until its prune starts."""
         self._settled: dict[str, asyncio.Future[bool]] = {}
         """repository -> how its pending prune ends (True: without failures)."""
+        self._riders: dict[str, list[str]] = {}
+        """repository -> ids of the events riding on its pending prune."""
         self._running: set[str] = set()
         self._workers: set[str] = set()
         """Repositories whose worker task is alive (it loops while a prune is pending)."""
@@ -193,6 +203,7 @@ class Scheduler:
                 self._spawn(self._work_on(repository), f"prune {repository}")
         # Remembered only once accepted: a 429'd event comes back with the same id.
         self._seen.add(event_id)
+        self._riders.setdefault(repository, []).append(event_id)
         return outcome
 
     def pending(self, repository: str) -> asyncio.Future[bool] | None:
@@ -258,22 +269,32 @@ class Scheduler:
                     # From here on a new push queues one more prune instead of merging.
                     del self._pending[repository]
                     settled = self._settled.pop(repository)
+                    riders = self._riders.pop(repository, [])
                     self._running.add(repository)
                     try:
                         ok = await self._prune_one(repository)
                     except BaseException:
                         settled.cancel()
+                        self._forget(riders)
                         raise
                     finally:
                         self._running.discard(repository)
                     settled.set_result(ok)
+                    if not ok:
+                        self._forget(riders)
                     self._after(repository, ok)
         finally:
             self._pending.pop(repository, None)  # only left over when cancelled
+            self._riders.pop(repository, None)
             left = self._settled.pop(repository, None)
             if left is not None:
                 left.cancel()
             self._workers.discard(repository)
+
+    def _forget(self, event_ids: list[str]) -> None:
+        """The prune these events asked for did not happen: a redelivery is new work."""
+        for event_id in event_ids:
+            self._seen.discard(event_id)
 
     def _after(self, repository: str, ok: bool) -> None:
         """On a failure, queue the repository again after a backoff (a push that arrives
