@@ -11,7 +11,7 @@ PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
 SOURCES := cleaner tests $(wildcard bench)
 
-.PHONY: demo test fuzz lint format bench audit lock clean
+.PHONY: demo test fuzz lint format bench audit lock clean screenshot
 
 $(RUNTIME_STAMP): pyproject.toml setup.py requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ format: $(STAMP)
 # The full benchmark (11 minutes on a 2-core machine); writes bench/RESULTS.md, exits 1 if a target fails.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --json bench/results.json --markdown bench/RESULTS.md
+
+# The README's picture of the HTML report (the demo registry's plan, in headless Chromium).
+screenshot: $(STAMP)
+	$(BIN)/python scripts/report-screenshot.py docs/plan-report.png
 
 # Known vulnerabilities in the pinned dependencies (pip-audit; needs PyPI's JSON API).
 audit: $(STAMP)

@@ -9,20 +9,23 @@ The heavy imports (aiohttp, aiobotocore) happen inside the commands, so `--help`
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
-from cleaner.errors import CleanerError, ConfigError
+from cleaner.errors import CleanerError, ConfigError, PolicyError
 from cleaner.logs import configure_logging
-from cleaner.settings import Settings, load_token, parse_args
+from cleaner.planning.model import RunReport
+from cleaner.settings import RunSettings, Settings, load_token, parse_args
 
 if TYPE_CHECKING:
-    from cleaner.planning.model import RunReport
+    from cleaner.engine import Engine, SweepRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("cleaner")
@@ -41,7 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def usage_error(error: ConfigError) -> int:
-    print(f"ecr-cleaner: error: {error}", file=sys.stderr)
+    """One line, whatever the error; a policy file with several problems names the first
+    and points at `validate`, which names every one."""
+    message = str(error)
+    if isinstance(error, PolicyError) and len(error.problems) > 1:
+        more = len(error.problems) - 1
+        message = f"{error.problems[0]} (and {more} more; `ecr-cleaner validate` names them all)"
+    print(f"ecr-cleaner: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -57,7 +66,7 @@ async def dispatch(settings: Settings, out: TextIO) -> int:
 
 
 async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
-    from cleaner import wiring
+    from cleaner import prompt, wiring
     from cleaner.engine import SweepRequest
     from cleaner.engine.core import run_targets
     from cleaner.progress import terminal_progress
@@ -89,11 +98,46 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
             )
             for one in targets
         ]
-        with terminal_progress(enabled=run.apply) as progress:
-            report = await run_targets(runs, metrics.watch(progress))
+        report: RunReport | None = None
+        if run.apply and not run.yes and prompt.can_ask():
+            confirmed, report = await ask_first(runs)
+            if confirmed is None:
+                print("ecr-cleaner: cancelled: nothing deleted", file=sys.stderr)
+                return EXIT_FAILED
+            runs = confirmed
+        if report is None:
+            with terminal_progress(apply=run.apply) as progress:
+                report = await run_targets(runs, metrics.watch(progress))
         metrics.done(report)
-    write_report(report, run.output, now, out)
+    write_report(report, run, now, out)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+Runs = list[tuple["Engine", "SweepRequest"]]
+
+
+async def ask_first(runs: Runs) -> tuple[Runs | None, RunReport | None]:
+    """A sweep at a terminal plans first, shows the summary and asks. Then each target
+    deletes only what was shown for it (an image expiring since is kept); a no deletes
+    nothing (None); a plan that deletes nothing is the report itself."""
+    from cleaner import prompt
+    from cleaner.engine.core import run_targets
+    from cleaner.progress import terminal_progress
+
+    with terminal_progress(apply=False) as progress:
+        plans = await asyncio.gather(
+            *(run_targets([(e, replace(r, apply=False))], progress) for e, r in runs)
+        )
+    plan = RunReport.combine(dry_run=True, reports=plans)
+    if not prompt.deletes_anything(plan):
+        return runs, replace(plan, dry_run=False)
+    if not await prompt.confirm_plan(plan, runs[0][1].now):
+        return None, None
+    # Per target: one repository name in two accounts is two sets of digests.
+    approved = [
+        (e, replace(r, approved=prompt.approved(p))) for (e, r), p in zip(runs, plans, strict=True)
+    ]
+    return approved, None
 
 
 async def serve(
@@ -119,11 +163,17 @@ async def serve(
 
 
 async def validate(settings: Settings, out: TextIO) -> int:
-    from cleaner.output import describe_policy
     from cleaner.planning.policy_file import load_policy_file
+    from cleaner.reports.policy import describe_policy
 
     assert settings.file is not None  # noqa: S101 - argparse requires FILE
-    out.write(describe_policy(load_policy_file(settings.file)))
+    try:
+        policy = load_policy_file(settings.file)
+    except PolicyError as error:  # every problem in the file, one line each
+        for problem in error.problems:
+            print(f"ecr-cleaner: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    out.write(describe_policy(policy))
     return EXIT_OK
 
 
@@ -150,6 +200,28 @@ async def demo(settings: Settings, out: TextIO) -> int:
     return await run_demo(out, concurrency=settings.demo.concurrency)
 
 
+async def completion(settings: Settings, out: TextIO) -> int:
+    """A completion script generated from the parser itself, so it never falls behind."""
+    import shtab
+
+    from cleaner.settings import build_parser
+
+    parser = build_parser()
+    for action in _actions(parser):
+        if action.metavar == "FILE":
+            action.complete = shtab.FILE  # type: ignore[attr-defined]
+    out.write(shtab.complete(parser, shell=settings.shell or "bash"))
+    return EXIT_OK
+
+
+def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    for action in parser._actions:  # argparse has no public walk; shtab reads it the same way
+        yield action
+        for sub in getattr(action, "choices", None) or ():
+            if isinstance(action.choices, dict):
+                yield from _actions(action.choices[sub])
+
+
 COMMANDS = {
     "plan": plan_or_sweep,
     "sweep": plan_or_sweep,
@@ -157,14 +229,20 @@ COMMANDS = {
     "validate": validate,
     "emulator": emulator,
     "demo": demo,
+    "completion": completion,
 }
 
 
-def write_report(report: RunReport, output: str, now: datetime, out: TextIO) -> None:
-    from cleaner.output import render_text, report_to_json
+def write_report(report: RunReport, run: RunSettings, now: datetime, out: TextIO) -> None:
+    from cleaner.reports.json import report_to_json
+    from cleaner.reports.text import text_console, write_text
 
-    if output == "json":
-        json.dump(report_to_json(report), out, indent=2)
+    if run.output == "json":
+        json.dump(report_to_json(report, now), out, indent=2)
         out.write("\n")
+    elif run.output == "html":
+        from cleaner.reports.html import write_report_html
+
+        write_report_html(report, now, out)
     else:
-        out.write(render_text(report, now))
+        write_text(report, now, text_console(out), details=run.details)

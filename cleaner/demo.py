@@ -8,18 +8,24 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import TextIO
 
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
 from cleaner import wiring
 from cleaner.emulator import RegistryStore, running, seed_demo
 from cleaner.engine import Engine, SweepRequest
-from cleaner.output import render_text
 from cleaner.planning.documents import decode
 from cleaner.planning.policy_file import PolicyFile, parse_policy_file
 from cleaner.planning.units import format_bytes
 from cleaner.ports import Registry
+from cleaner.reports.figures import run_figures
+from cleaner.reports.text import outcome, problem_lines, summary_table, text_console, write_text
 from cleaner.settings import EngineSettings
 
 log = logging.getLogger(__name__)
-DEMO_ROWS = 12
+DEMO_ROWS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,28 +43,36 @@ async def run_demo(out: TextIO, *, concurrency: int = 10) -> int:
     seed_demo(store, now)
     text = resources.files("cleaner").joinpath("data/demo-policy.yaml").read_text()
     policy = parse_policy_file(decode(text, "demo-policy.yaml"), "demo-policy.yaml")
+    console = text_console(out)
     async with running(store) as url:
         settings = EngineSettings(
             policy_path="demo-policy.yaml", concurrency=concurrency, regions=(store.region,),
             endpoint_url=url,
         )  # fmt: skip
         async with wiring.open_engine(settings, policy, "sweep", credentials=DEMO_KEYS) as engine:
-            out.write(f"Local ECR emulator at {url}; policy:\n\n{text}\n")
-            report = await _plan_then_sweep(engine, policy, now, concurrency, out)
-    out.write(compare(*report[:2]))
+            console.print(Text(f"Local ECR emulator at {url}; policy:\n"))
+            console.print(Text(text))
+            report = await _plan_then_sweep(engine, policy, now, concurrency, console)
+    console.print(compare(*report[:2]))
     return 0 if report[2] else 1
 
 
 async def _plan_then_sweep(
-    engine: Engine, policy: PolicyFile, now: datetime, concurrency: int, out: TextIO
+    engine: Engine, policy: PolicyFile, now: datetime, concurrency: int, console: Console
 ) -> tuple[dict[str, Census], dict[str, Census], bool]:
     before = await census(engine.registry)
     plan = await engine.run(SweepRequest(policy=policy, now=now, concurrency=concurrency))
-    shown = render_text(plan, now, max_rows=DEMO_ROWS)
-    out.write(f"== plan (dry run; first {DEMO_ROWS} images of each repository) ==\n{shown}\n")
+    console.rule(f"plan (dry run; the first {DEMO_ROWS} decisions of each repository)")
+    write_text(plan, now, console, details=True, max_rows=DEMO_ROWS)
     request = SweepRequest(policy=policy, now=now, apply=True, concurrency=concurrency)
     report = await engine.run(request)
-    out.write("== sweep ==\n" + render_text(report, now).splitlines()[-1] + "\n\n")
+    console.rule("sweep")
+    figures = run_figures(report.dry_run, now, report.repositories)
+    console.print(summary_table(figures))
+    for line in problem_lines(report.repositories):
+        console.print(line)
+    console.print(Text(outcome(figures.totals, report.dry_run), style="bold"))
+    console.print()
     return before, await census(engine.registry), report.ok
 
 
@@ -70,34 +84,28 @@ async def census(registry: Registry) -> dict[str, Census]:
     return result
 
 
-def compare(before: dict[str, Census], after: dict[str, Census]) -> str:
-    rows = [("REPOSITORY", "IMAGES BEFORE", "AFTER", "SIZE BEFORE", "AFTER", "RECLAIMED")]
+def compare(before: dict[str, Census], after: dict[str, Census]) -> Table:
+    """The registry before and after the sweep, as the emulator itself lists it."""
+    table = Table(title="The registry before and after", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("REPOSITORY", overflow="fold")
+    for name in ("IMAGES BEFORE", "AFTER", "SIZE BEFORE", "AFTER", "RECLAIMED"):
+        table.add_column(name, justify="right", no_wrap=True)
     for name in sorted(before):
-        b, a = before[name], after.get(name, Census(0, 0))
-        rows.append(
-            (
-                name,
-                str(b.images),
-                str(a.images),
-                format_bytes(b.size),
-                format_bytes(a.size),
-                format_bytes(b.size - a.size),
-            )
-        )
+        table.add_row(*_compared(name, before[name], after.get(name, Census(0, 0))))
+    table.add_section()
     total_b = Census(sum(c.images for c in before.values()), sum(c.size for c in before.values()))
     total_a = Census(sum(c.images for c in after.values()), sum(c.size for c in after.values()))
-    rows.append(
-        (
-            "total",
-            str(total_b.images),
-            str(total_a.images),
-            format_bytes(total_b.size),
-            format_bytes(total_a.size),
-            format_bytes(total_b.size - total_a.size),
-        )
+    table.add_row(*_compared("total", total_b, total_a), style="bold")
+    return table
+
+
+def _compared(name: str, before: Census, after: Census) -> tuple[Text, ...]:
+    cells = (
+        name,
+        str(before.images),
+        str(after.images),
+        format_bytes(before.size),
+        format_bytes(after.size),
+        format_bytes(before.size - after.size),
     )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return (
-        "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
-        + "\n"
-    )
+    return tuple(Text(cell) for cell in cells)

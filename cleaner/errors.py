@@ -20,6 +20,8 @@ other `CleanerError` is 1.
         BacklogFull, ShuttingDown
 """
 
+from __future__ import annotations
+
 
 class CleanerError(Exception):
     """Base of every error this project raises on purpose."""
@@ -30,7 +32,21 @@ class ConfigError(CleanerError):
 
 
 class PolicyError(ConfigError):
-    """A lifecycle policy or policy file that fails validation; the message names the entry."""
+    """A lifecycle policy or policy file that fails validation; the message names the entry.
+
+    `problems` holds every problem found, each a line naming its location; the message is
+    the first of them (and how many more), so that anything printing one line stays one.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+
+    @classmethod
+    def gathered(cls, problems: list[str] | tuple[str, ...]) -> PolicyError:
+        more = len(problems) - 1
+        first = problems[0] if problems else "invalid policy"
+        return cls(f"{first} (and {more} more)" if more else first, tuple(problems))
 
 
 class RegistryError(CleanerError):

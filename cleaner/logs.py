@@ -9,10 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # rich is imported by whoever draws; `--help` need not load it
+    from rich.console import Console
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries whose INFO lines say nothing a user acts on ("Found credentials in environment
+# variables."); they speak from WARNING up unless --log-level DEBUG asks for everything.
+CHATTY = ("botocore", "aiobotocore", "kubernetes_asyncio")
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -47,14 +55,50 @@ def configure_logging(level: str, log_format: str) -> None:
     """Install the stderr handler at `level`, in `log_format` (the CLI does, once)."""
     logging.basicConfig(level=level, stream=sys.stderr, format=TEXT_FORMAT)
     use_log_format(log_format)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
     # A role that cannot be assumed is logged by botocore with a traceback on every call that
     # tries; the cleaner reports it once, in its own words, against the target.
-    if logging.getLogger().level > logging.DEBUG:
-        for name in QUIETED:
-            logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("botocore.credentials", "aiobotocore.credentials"):
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.ERROR)
 
 
-QUIETED = ("botocore.credentials", "aiobotocore.credentials")
+class ConsoleHandler(logging.Handler):
+    """Writes log lines through a rich console, above whatever it is drawing (a progress
+    bar), in the format of the handler it stands in for."""
+
+    def __init__(self, console: Console, like: logging.Handler) -> None:
+        super().__init__(like.level)
+        self.console = console
+        self.setFormatter(like.formatter or logging.Formatter(TEXT_FORMAT))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            self.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        except Exception:  # a log line must never break the run
+            self.handleError(record)
+
+
+@contextmanager
+def logs_through(console: Console, logger: logging.Logger | None = None) -> Iterator[None]:
+    """While inside, the stderr handlers of `logger` (default: root) write through
+    `console`, so a progress bar it draws is never torn by a log line."""
+    logger = logger or logging.getLogger()
+    swapped = [
+        (handler, ConsoleHandler(console, handler))
+        for handler in logger.handlers
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__)
+    ]
+    for old, new in swapped:
+        logger.removeHandler(old)
+        logger.addHandler(new)
+    try:
+        yield
+    finally:
+        for old, new in swapped:
+            logger.removeHandler(new)
+            logger.addHandler(old)
 
 
 def use_log_format(log_format: str, logger: logging.Logger | None = None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import textwrap
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,7 @@ from cleaner.version import version_line
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
-OUTPUTS = ("text", "json")
+OUTPUTS = ("text", "json", "html")
 TOKEN_ENV = "CLEANER_TOKEN"  # noqa: S105 - the variable's name, not a secret
 SHOWN_MAX = 60  # characters of a bad value quoted back in an error
 
@@ -269,8 +270,25 @@ KUBE_CONTEXT = Option(
     metavar="CONTEXT",
     help="a cluster sharing this registry; repeatable (default: the policy's, or the current)",
 )
-OUTPUT = Option("--output", one_of(*OUTPUTS), "text", help="text for people, json for machines")
+OUTPUT = Option(
+    "--output",
+    one_of(*OUTPUTS),
+    "text",
+    help="text for people, json for machines, html for one self-contained page to review",
+    metavar="|".join(OUTPUTS),
+)
 DRY_RUN = Option("--dry-run", switch=True, default=False, help="plan only, delete nothing")
+YES = Option(
+    "--yes",
+    switch=True,
+    default=False,
+    help="delete without asking first (only a terminal is asked; a pipe or a CronJob never)",
+)
+DETAILS = Option(
+    "--details",
+    switch=True,
+    help="text: list every image's decision (default: only when the run has at most 100)",
+)
 AUDIT_LOG = Option(
     "--audit-log", env="CLEANER_AUDIT_LOG", metavar="FILE", help="append a JSON line per deletion"
 )
@@ -356,11 +374,22 @@ LOG_OPTIONS = (LOG_LEVEL, LOG_FORMAT)
 COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
     "plan": (
         "show what a policy would keep and expire; never deletes",
-        (*ENGINE_OPTIONS, *LOG_OPTIONS, OUTPUT),
+        (*ENGINE_OPTIONS, *LOG_OPTIONS, OUTPUT, DETAILS),
     ),
     "sweep": (
-        "plan, then delete what the policy expires (unless --dry-run)",
-        (*ENGINE_OPTIONS, *LOG_OPTIONS, OUTPUT, DRY_RUN, AUDIT_LOG, SHARD, SHARDS, *METRICS),
+        "plan, then DELETE what the policy expires; --dry-run only plans",
+        (
+            *ENGINE_OPTIONS,
+            *LOG_OPTIONS,
+            OUTPUT,
+            DETAILS,
+            DRY_RUN,
+            YES,
+            AUDIT_LOG,
+            SHARD,
+            SHARDS,
+            *METRICS,
+        ),
     ),
     "serve": (
         "receive EventBridge push events (HTTP, or an SQS queue) and prune at once",
@@ -375,6 +404,44 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
         "run plan and sweep against a seeded local emulator",
         (CONCURRENCY, replace(LOG_LEVEL, default="WARNING"), LOG_FORMAT),
     ),
+    "completion": ("print a shell completion script for bash or zsh", ()),
+}
+SHELLS = ("bash", "zsh")
+DESCRIPTIONS = {
+    "sweep": "Plan, then delete every image the policy expires. This deletes: with --dry-run "
+    "it only plans, like `plan`. At a terminal it shows the plan's summary and asks first "
+    "(--yes does not ask); without a terminal to answer (a CronJob, CI) it never asks.",
+    "plan": "Show what the policy would keep and expire, and why, with the bytes each "
+    "repository would reclaim. Never deletes.",
+}
+EXAMPLES = {
+    "plan": (
+        "ecr-cleaner plan --policy policy.yaml",
+        "ecr-cleaner plan --policy policy.yaml team/api --details",
+        "ecr-cleaner plan --policy policy.yaml --output html > plan.html",
+    ),
+    "sweep": (
+        "ecr-cleaner sweep --policy policy.yaml --dry-run",
+        "ecr-cleaner sweep --policy policy.yaml team/api",
+        "ecr-cleaner sweep --policy policy.yaml --yes --audit-log audit.jsonl --output json",
+    ),
+    "serve": (
+        "CLEANER_TOKEN_FILE=/run/secrets/token ecr-cleaner serve --policy policy.yaml",
+        "ecr-cleaner serve --policy policy.yaml --insecure-no-auth --host 127.0.0.1",
+    ),
+    "validate": (
+        "ecr-cleaner validate k8s/policy.yaml",
+        "ecr-cleaner validate lifecycle-policy.json",
+    ),
+    "emulator": (
+        "ecr-cleaner emulator --seed demo",
+        "ecr-cleaner emulator --latency-ms 20 --throttle DescribeImages=50 --error-rate 0.05",
+    ),
+    "demo": ("ecr-cleaner demo", "ecr-cleaner demo --concurrency 2"),
+    "completion": (
+        "ecr-cleaner completion bash > ~/.local/share/bash-completion/completions/ecr-cleaner",
+        'ecr-cleaner completion zsh > "${fpath[1]}/_ecr-cleaner"',
+    ),
 }
 POSITIONALS = {
     "plan": ("repositories", "*", "REPOSITORY", "default: every repository a policy entry matches"),
@@ -385,6 +452,7 @@ POSITIONALS = {
         "default: every repository a policy entry matches",
     ),
     "validate": ("file", None, "FILE", "the policy file"),
+    "completion": ("shell", None, "SHELL", "bash or zsh"),
 }
 
 
@@ -409,7 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the version and revision, exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (summary, options) in COMMANDS.items():
-        command = sub.add_parser(name, help=summary, description=summary)
+        command = sub.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(DESCRIPTIONS.get(name, summary.capitalize() + "."), 79),
+            epilog="examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name]),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if name in POSITIONALS:
             dest, nargs, metavar, help_text = POSITIONALS[name]
             command.add_argument(dest, nargs=nargs, metavar=metavar, help=help_text)
@@ -453,6 +527,10 @@ class RunSettings:
     """A sweep without --dry-run; a plan never applies."""
     audit_log: str | None = None
     shard: Shard | None = None
+    details: bool | None = None
+    """Text output: every decision (True), none (False), or only for small runs (None)."""
+    yes: bool = False
+    """A sweep at a terminal deletes without asking first."""
     metrics: MetricsSettings | None = None
     """Where the sweep's metrics go; None: nowhere."""
 
@@ -508,6 +586,8 @@ class Settings:
     demo: DemoSettings | None = None
     file: str | None = None
     """`validate FILE`."""
+    shell: str | None = None
+    """`completion SHELL`."""
 
 
 def parse_args(
@@ -521,14 +601,21 @@ def parse_args(
     values = {option.dest: option.value(namespace, environ) for option in options}
     return Settings(
         command=command,
-        log=LogSettings(values["log_level"], values["log_format"]),
+        log=LogSettings(values.get("log_level", "WARNING"), values.get("log_format", "text")),
         engine=_engine(values, command, environ),
         run=_run(values, namespace, command, environ),
         serve=_serve(values, environ) if command == "serve" else None,
         emulator=_emulator(values) if command == "emulator" else None,
         demo=DemoSettings(values["concurrency"]) if command == "demo" else None,
         file=getattr(namespace, "file", None),
+        shell=_shell(getattr(namespace, "shell", None)),
     )
+
+
+def _shell(given: str | None) -> str | None:
+    if given is not None and given not in SHELLS:
+        raise ConfigError(f"completion {_shown(given)}: expected one of {', '.join(SHELLS)}")
+    return given
 
 
 def _engine(
@@ -569,6 +656,8 @@ def _run(
         audit_log=values.get("audit_log"),
         shard=chosen,
         metrics=_metrics(values),
+        details=values["details"],
+        yes=bool(values.get("yes")),
     )
 
 

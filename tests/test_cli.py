@@ -66,6 +66,24 @@ async def test_keep_2_of_10_against_moto_keeps_the_two_newest(
     assert sorted(report["deleted"]) == sorted(digests[:8])
 
 
+async def test_a_sweep_report_in_json_sums_up_what_it_deleted(
+    moto: MotoBackend, tmp_path: Path
+) -> None:
+    push_daily(moto, "app", 6)
+    code, out = await run_cli(
+        "sweep", "--policy", keep_policy(tmp_path, 2), "--endpoint-url", moto.endpoint_url,
+        "--output", "json",
+    )  # fmt: skip
+    assert code == 0, out
+    doc = json.loads(out)
+    (row,) = doc["summary"]["repositories"]
+    images = doc["repositories"][0]["keep"] + doc["repositories"][0]["expire"]
+    assert (row["repository"], row["images"], row["keep"], row["expire"]) == ("app", 6, 2, 4)
+    assert row["deleted"] == 4 and row["reclaimed_bytes"] == row["reclaimable_bytes"] > 0
+    assert row["kept_bytes"] + row["reclaimable_bytes"] == sum(i["size"] for i in images)
+    assert doc["summary"]["total"]["repositories"] == 1
+
+
 async def test_keep_5_of_260_against_moto_leaves_exactly_five(
     moto: MotoBackend, tmp_path: Path
 ) -> None:

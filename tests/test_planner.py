@@ -139,11 +139,11 @@ def test_aws_example_all_b_explains_every_image() -> None:
         rule(3, description="Rule 3"),
     )
     assert reasons(ALL_B_REPO, pol) == {
-        "E": 'kept by rule 2 "Rule 2": pushed 23h ago, not older than 1 days',
+        "E": 'kept by rule 2 "Rule 2": pushed 23h ago, not older than 1 day',
         "D": 'expired by rule 3 "Rule 3": rank 2 of 5 (keeps 1 newest)',
         "C": 'kept: selected by higher-priority rule 1 "Rule 1"; '
         'rule 3 "Rule 3" would otherwise expire it: rank 3 of 5 (keeps 1 newest)',
-        "B": 'expired by rule 2 "Rule 2": pushed 3d ago, older than 1 days',
+        "B": 'expired by rule 2 "Rule 2": pushed 3d ago, older than 1 day',
         "A": 'expired by rule 1 "Rule 1": rank 2 of 2 (keeps 1 newest)',
     }
 
@@ -170,7 +170,7 @@ def test_since_image_pushed_is_strictly_older_than(age: timedelta, verdict: Verd
 def test_an_image_from_the_future_says_so() -> None:
     img = Image("sha256:x", (), NOW + timedelta(minutes=5))
     (decision,) = evaluate([img], policy(rule(1, count="sinceImagePushed", n=1)), NOW)
-    assert decision.reason == "kept by rule 1: pushed 5m in the future, not older than 1 days"
+    assert decision.reason == "kept by rule 1: pushed 5m in the future, not older than 1 day"
 
 
 def test_reasons_read_as_documented() -> None:
@@ -185,8 +185,8 @@ def test_reasons_read_as_documented() -> None:
     }
     aged = policy(rule(2, "untagged", "sinceImagePushed", 1, description="untagged"))
     assert reasons([image("old", [], 3), image("new", [], 0.5)], aged) == {
-        "old": 'expired by rule 2 "untagged": pushed 3d ago, older than 1 days',
-        "new": 'kept by rule 2 "untagged": pushed 12h ago, not older than 1 days',
+        "old": 'expired by rule 2 "untagged": pushed 3d ago, older than 1 day',
+        "new": 'kept by rule 2 "untagged": pushed 12h ago, not older than 1 day',
     }
 
 

@@ -150,7 +150,7 @@ def entry(**fields: Any) -> dict[str, Any]:
         pytest.param({**entry(), "extra": 1}, 'unknown key "extra"', id="unknown top-level key"),
         pytest.param(
             {**entry(), "protect": {"tag": ["x"]}},
-            'protect: protect has unknown key "tag"',
+            'protect: unknown key "tag": did you mean "tags"?',
             id="unknown protect key",
         ),
         pytest.param(
@@ -228,3 +228,93 @@ def test_cluster_settings_default_to_auto_and_parse_contexts_and_coordination() 
     assert policy.in_use == "off"
     assert policy.kubernetes == KubernetesSection(("prod", "staging"), "/etc/kube")
     assert policy.coordination == CoordinationSection("ecr-cleaner", 30)
+
+
+def test_every_problem_in_the_file_is_named_with_its_location() -> None:
+    doc = {
+        "repositories": [
+            {"match": "ok/*", "rules": [RULE, {**RULE, "rulePriority": 2, "selection": {}}]},
+            {"match": "Bad/*", "rules": "ecr"},
+        ],
+        "protect": {"tag": ["prod"], "newer_than": "1 week", "semver": {"keep": 0}},
+        "safety": {"keep_at_least": -1, "max_deletions": 0},
+        "kubernetes": {"contexts": "prod"},
+        "coordination": {"lease_seconds": 0, "namespace": ""},
+    }
+    with pytest.raises(PolicyError) as caught:
+        parse_policy_file(doc, "p.yaml")
+    problems = caught.value.problems
+    expected = [
+        'repositories[0] (match "ok/*"): rules[1] (rulePriority 2): selection is missing',
+        'repositories[1]: match glob "Bad/*" can never match',
+        'protect: unknown key "tag": did you mean "tags"?',
+        "protect.semver: keep must be a positive integer",
+        "protect: newer_than: not a duration",
+        "safety: keep_at_least must be a whole number",
+        "safety: max_deletions must be a positive integer",
+        "kubernetes: contexts must be a list",
+        "coordination: namespace must be a name",
+        "coordination: lease_seconds must be a positive integer",
+    ]
+    assert len(problems) == len(expected), problems
+    for problem, part in zip(problems, expected, strict=True):
+        assert problem.startswith("p.yaml: ") and part in problem, (part, problem)
+    # One line for anything that prints one: the first problem and how many more.
+    assert str(caught.value) == f"{problems[0]} (and {len(expected) - 1} more)"
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        pytest.param(
+            {"rules": [{**RULE, "priority": 1}]},
+            'the rule has unknown key "priority": did you mean "rulePriority"?',
+            id="rule key",
+        ),
+        pytest.param(
+            {"rules": [{**RULE, "selection": {**RULE["selection"], "tagstatus": "any"}}]},
+            'selection has unknown key "tagstatus": did you mean "tagStatus"?',
+            id="selection key",
+        ),
+        pytest.param(
+            {"repositories": [{"match": "*", "rules": "ecr"}], "protection": {}},
+            'unknown key "protection": did you mean "protect"?',
+            id="top-level key",
+        ),
+        pytest.param(
+            {"repositories": [{"match": "*", "rules": "ecr"}], "zzz": {}},
+            'the policy file has unknown key "zzz" (allowed: repositories,',
+            id="nothing close",
+        ),
+    ],
+)
+def test_an_unknown_key_names_the_closest_allowed_one(doc: object, message: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy_file(doc, "p.yaml")
+    assert [message in p for p in caught.value.problems] == [True], caught.value.problems
+
+
+def test_a_misspelt_required_key_is_one_problem_not_two() -> None:
+    doc = {"repositories": [{"match": "*", "rule": "ecr"}]}
+    with pytest.raises(PolicyError) as caught:
+        parse_policy_file(doc, "p.yaml")
+    assert caught.value.problems == (
+        'p.yaml: repositories[0]: the entry has unknown key "rule": did you mean "rules"? '
+        "(allowed: match, rules)",
+    )
+
+
+def test_rule_set_checks_run_beside_a_typo_but_not_beside_an_unreadable_rule() -> None:
+    any_first = {**RULE, "rulePriority": 1, "descripton": "typo"}
+    untagged = {
+        "rulePriority": 2,
+        "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan", "countNumber": 1},
+        "action": {"type": "expire"},
+    }
+    with pytest.raises(PolicyError) as caught:
+        parse_policy_file({"rules": [any_first, untagged]}, "p.yaml")
+    assert len(caught.value.problems) == 2 and "must have the highest" in caught.value.problems[1]
+    unreadable = {**untagged, "action": {"type": "delete"}}
+    with pytest.raises(PolicyError) as caught:
+        parse_policy_file({"rules": [any_first, unreadable]}, "p.yaml")
+    assert len(caught.value.problems) == 2 and "action.type must be" in caught.value.problems[1]

@@ -208,5 +208,42 @@ def test_validate_names_the_problem_of_a_bad_file(tmp_path: Path) -> None:
     )
     done = validate(path)
     assert done.returncode == 2 and done.stdout == ""
-    problem = 'repositories[1]: the entry has unknown key "rule" (allowed: match, rules)'
+    problem = (
+        'repositories[1]: the entry has unknown key "rule": did you mean "rules"? '
+        "(allowed: match, rules)"
+    )
     assert done.stderr.strip() == f"ecr-cleaner: error: {path}: {problem}"
+
+
+def test_validate_names_every_one_of_three_mistakes_and_plan_names_the_first(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "repositories:\n"
+        "  - match: team/*\n"
+        "    rules:\n"
+        "      - rulePriority: 1\n"
+        "        selection: {tagStatus: tagged, countType: imageCountMoreThan, countNumber: 3}\n"
+        "        action: {type: expire}\n"
+        "protect:\n"
+        "  tag: [prod]\n"
+        "  newer_than: 1 week\n"
+    )
+    done = validate(path)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3, done.stderr
+    assert all(line.startswith(f"ecr-cleaner: error: {path}: ") for line in lines)
+    assert "needs tagPatternList or tagPrefixList" in lines[0]
+    assert 'unknown key "tag": did you mean "tags"?' in lines[1]
+    assert "newer_than: not a duration: '1 week'" in lines[2]
+    plan = subprocess.run(
+        [sys.executable, "-m", "cleaner", "plan", "--policy", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plan.returncode == 2 and plan.stdout == ""
+    (line,) = plan.stderr.splitlines()
+    assert line.endswith("(and 2 more; `ecr-cleaner validate` names them all)"), line

@@ -58,6 +58,10 @@ HOSTILE = {
         "repositories: [{match: '*', rules: ecr}]\nprotect: {pulled_within: 36501d}\n",
         "longer than 36500 days",
     ),
+    "a century and a second, compound": (
+        "repositories: [{match: '*', rules: ecr}]\nprotect: {newer_than: 5214w2d0.000001s}\n",
+        "longer than 36500 days",
+    ),
     "sinceImagePushed 999999999 days": (
         json.dumps(
             {

@@ -133,15 +133,41 @@ def test_keep_at_least_keeps_the_newest_images() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("90s", 90), ("15m", 900), ("2h", 7200), ("30d", 2592000), ("0s", 0)]
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("2h", 7200),
+        ("30d", 2592000),
+        ("0s", 0),
+        ("1w", 7 * 86400),
+        ("1h30m", 5400),
+        ("2d12h", 2.5 * 86400),
+        ("1.5h", 5400),
+        ("1.1h", 3960),  # exact: not 3960.0000000000005
+        ("5h 2s", 18002),
+        ("1w 2d 3h 4m 5.5s", 9 * 86400 + 3 * 3600 + 4 * 60 + 5.5),
+        ("720h", 30 * 86400),
+        ("5214w2d", 36_500 * 86400),
+    ],
 )
-def test_durations(text: str, seconds: int) -> None:
+def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["1w", "2 h", "h", "-1h", "1.5h", "", 5, None])
+@pytest.mark.parametrize(
+    "text",
+    # "\u0663d": an Arabic-Indic digit, which Python's \d matches; a policy's digits are ASCII.
+    ["2 h", "h", "-1h", "", " ", "1.h", ".5h", "1e3s", "30m1h", "1h1h", "1h  30m", "\u0663d", 5],
+)
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["36501d", "5215w", "5214w2d1s", "876001h", "36500d0.5s"])
+def test_compound_durations_keep_the_century_bound(text: str) -> None:
+    with pytest.raises(ValueError, match="longer than 36500 days"):
         parse_duration(text)
 
 

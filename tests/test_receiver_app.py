@@ -24,7 +24,6 @@ from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate as validate_spec
 
 from cleaner.logs import JsonFormatter, use_log_format
-from cleaner.output import report_to_json
 from cleaner.planning.model import (
     Decision,
     ErrorKind,
@@ -40,6 +39,7 @@ from cleaner.receiver.http import MAX_BODY, RUNTIME, Deps, drain, make_app
 from cleaner.receiver.metrics import Metrics
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.scheduler import SchedulerSettings
+from cleaner.reports.json import report_to_json
 from tests.support.fakes import FakePruner, until
 from tests.support.fakes import settle as settle_scheduler
 
@@ -330,7 +330,8 @@ async def test_prune_without_wait_answers_a_job_to_poll(
     async with asyncio.timeout(5):
         while job["state"] != "done":
             status, job, _ = await call(client, "GET", f"/jobs/{job['id']}", None, BEARER)
-    assert job["report"] == {"dry_run": True, "repositories": [], "failed_targets": []}
+    assert job["report"] == report_to_json(RunReport(True))
+    assert job["report"]["summary"]["total"]["images"] == 0
     assert pruner.calls[0][:2] == ((), True)
 
 

@@ -153,3 +153,13 @@ def test_the_token_file_wins_and_no_token_is_refused(tmp_path: Path) -> None:
     assert bare is not None and load_token(bare, {"CLEANER_TOKEN": " env "}) == "env"
     with pytest.raises(ConfigError, match="CLEANER_TOKEN or --token-file"):
         load_token(bare, {})
+
+
+def test_details_and_yes_are_off_unless_given_and_html_is_an_output() -> None:
+    plan = parse_args(["plan", "--policy", "/p"], environ={})
+    assert plan.run is not None and plan.run.details is None
+    sweep = parse_args(["sweep", "--policy", "/p", "--details", "--yes"], environ={})
+    assert sweep.run is not None and (sweep.run.details, sweep.run.yes) == (True, True)
+    assert parse_args(["sweep", "--policy", "/p"], environ={}).run.yes is False  # type: ignore[union-attr]
+    html = parse_args(["plan", "--policy", "/p", "--output", "html"], environ={})
+    assert html.run is not None and html.run.output == "html"

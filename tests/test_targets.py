@@ -183,9 +183,11 @@ async def test_each_role_is_assumed_once_for_all_of_its_regions(
 
 
 async def test_the_policy_files_targets_with_their_own_entries(
-    tmp_path: Path, moto: MotoBackend, gate: StsGate
+    tmp_path: Path, moto: MotoBackend, gate: StsGate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A target's own `repositories:` replace the top-level ones for that target only."""
+    """A target's own `repositories:` replace the top-level ones for that target only; the
+    text report groups the repositories by target."""
+    monkeypatch.setenv("COLUMNS", "160")
     mine = seed(moto)
     member = MotoBackend(moto.endpoint_url, role_arn=MEMBER_ROLE)
     theirs = seed(member)
@@ -203,7 +205,7 @@ async def test_the_policy_files_targets_with_their_own_entries(
     assert code == 0, out
     assert moto.digests("app") == {mine[0]}
     assert member.digests("app") == set(theirs[:2])
-    assert f"== {MEMBER}/{REGION} ==" in out and f"== {ACCOUNT}/{REGION} ==" in out
+    assert f"target {MEMBER}/{REGION}" in out and f"target {ACCOUNT}/{REGION}" in out
 
 
 # --- in use across accounts ----------------------------------------------------------------------
@@ -410,3 +412,51 @@ async def test_the_receiver_prunes_the_target_an_event_names(
             await client.close()
     assert moto.digests("app") == set(mine), "the caller's own app was not pushed to"
     assert "ecr_cleaner_events_unrouted_total 1.0" in metrics
+
+
+# --- reports over several targets ---------------------------------------------------------------
+
+
+def two_target_report() -> RunReport:
+    from cleaner.planning.model import Decision, Image, Plan, TargetFailure, Verdict
+
+    def report(account: str, region: str) -> RepositoryReport:
+        images = [Image(f"sha256:{i:064x}", (f"v{i}",), NOW - timedelta(days=i), size=100)
+                  for i in range(3)]  # fmt: skip
+        verdicts = [Verdict.KEEP, Verdict.EXPIRE, Verdict.EXPIRE]
+        plan = Plan(
+            "app", tuple(Decision(i, v, "r") for i, v in zip(images, verdicts, strict=True))
+        )
+        return RepositoryReport("app", plan=plan, account=account, region=region)
+
+    failed = TargetFailure(Target(BROKEN, REGION), "cannot assume it")
+    return RunReport(True, (report(ACCOUNT, REGION), report(MEMBER, OTHER_REGION)), (failed,))
+
+
+def test_the_text_report_groups_by_target_and_names_the_failed_ones() -> None:
+    import io
+
+    from cleaner.reports.text import text_console, write_text
+
+    out = io.StringIO()
+    write_text(two_target_report(), NOW, text_console(out, width=120))
+    text = out.getvalue()
+    assert f"target {ACCOUNT}/{REGION}" in text and f"target {MEMBER}/{OTHER_REGION}" in text
+    assert f"{MEMBER}/{OTHER_REGION} app" in text, "the bars name the target too"
+    assert f"target {BROKEN}/{REGION}: ERROR cannot assume it" in text
+    assert text.rstrip().endswith("1 target could not be swept")
+
+
+def test_json_and_html_name_each_repositorys_target() -> None:
+    from cleaner.reports.html import render_html
+    from cleaner.reports.json import report_to_json
+
+    doc = report_to_json(two_target_report(), NOW)
+    assert [(r["account"], r["region"]) for r in doc["summary"]["repositories"]] == [
+        (ACCOUNT, REGION), (MEMBER, OTHER_REGION)
+    ]  # fmt: skip
+    assert doc["failed_targets"] == [
+        {"account": BROKEN, "region": REGION, "error": "cannot assume it"}
+    ]
+    page = render_html(two_target_report(), NOW)
+    assert f'"repository":"{MEMBER}/{OTHER_REGION} app"' in page

@@ -48,7 +48,8 @@ class Applier:
     in_use: Callable[[], Awaitable[InUse]] | None = None
     """Returns an awaitable InUse (the engine's source), re-read before every batch."""
     audit: AuditSink | None = None
-    on_deleted: Callable[[int], None] = lambda count: None
+    on_deleted: Callable[[int, int], None] = lambda count, size: None
+    """Images deleted (or found already gone) and their bytes."""
 
     async def apply(self, repository: Repository, plan: Plan, graph: ArtifactGraph) -> Outcome:
         """Delete the plan's expired images in waves (parents first), oldest first, a batch
@@ -83,6 +84,9 @@ class Applier:
         in_use = await self.in_use() if self.in_use else None
         go, gone = self._recheck(repository, batch, current, in_use, graph, outcome.spared)
         outcome.deleted.extend(gone)  # already gone: the state the plan wanted
+        if gone:
+            sizes = {d.image.digest: d.image.size for d in batch}
+            self.on_deleted(len(gone), sum(sizes[digest] for digest in gone))
         if not go:
             return
         self._intend(repository.name, go)
@@ -124,7 +128,8 @@ class Applier:
                     failure.message, extra={"audit": record})  # fmt: skip
             if self.audit:
                 self.audit(record)
-        self.on_deleted(len(result.deleted))
+        size = sum(decisions[d].image.size for d in result.deleted if d in decisions)
+        self.on_deleted(len(result.deleted), size)
 
     def _unanswered(
         self, name: str, batch: Sequence[Decision], error: CleanerError

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -64,6 +64,9 @@ class SweepRequest:
     """Most repositories in flight at once; each makes one registry call at a time."""
     shard: Shard | None = None
     """With no names given, only the repositories this shard owns."""
+    approved: Mapping[str, frozenset[str]] | None = None
+    """When set, the only digests each repository may lose: those a person confirmed from
+    an earlier plan. An image the new plan expires beyond them is kept, with a reason."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -75,8 +78,11 @@ class Progress:
     """Callbacks for a progress display; all optional."""
 
     on_repositories: Callable[[int], None] = lambda total: None
+    on_planned: Callable[[Plan], None] = lambda plan: None
+    """A repository is planned (and its deletions, if any, come next)."""
     on_repository_done: Callable[[RepositoryReport], None] = lambda report: None
-    on_deleted: Callable[[int], None] = lambda count: None
+    on_deleted: Callable[[int, int], None] = lambda count, size: None
+    """Images deleted (or found already gone) and their bytes."""
 
 
 @dataclass(slots=True)
@@ -217,6 +223,9 @@ class _Sweep:
     async def _plan_and_apply(self, repository: Repository) -> RepositoryReport:
         name = repository.name
         plan, graph = await self._plan(repository)
+        if self.request.approved is not None:
+            plan = within_approved(plan, self.request.approved.get(name, frozenset()))
+        self.progress.on_planned(plan)
         log.info("%s: %d images, %d to expire", name, len(plan.decisions), len(plan.expire))
         limit = self.request.policy.safety.max_deletions
         if limit is not None and len(plan.expire) > limit:
@@ -289,6 +298,22 @@ def kind_of(error: CleanerError) -> ErrorKind:
     if isinstance(error, ConfigError):
         return ErrorKind.POLICY
     return ErrorKind.INTERNAL
+
+
+NOT_APPROVED = "kept: not in the plan confirmed before the sweep"
+
+
+def within_approved(plan: Plan, approved: frozenset[str]) -> Plan:
+    """The plan, with every expired image that was not approved kept instead."""
+    if all(d.image.digest in approved for d in plan.expire):
+        return plan
+    decisions = tuple(
+        d._replace(verdict=Verdict.KEEP, reason=NOT_APPROVED, rule=None)
+        if d.verdict is Verdict.EXPIRE and d.image.digest not in approved
+        else d
+        for d in plan.decisions
+    )
+    return replace(plan, decisions=decisions)
 
 
 def _name(target: str | Repository) -> str:

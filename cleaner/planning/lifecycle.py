@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from cleaner.errors import PolicyError
 from cleaner.planning.checks import (
     MAX_COUNT,
+    Problems,
     choices,
     enum_value,
     fail,
@@ -64,15 +65,24 @@ def parse_policy_text(text: str, *, where: str = "policy") -> LifecyclePolicy:
 
 
 def parse_policy(doc: object, *, where: str = "policy") -> LifecyclePolicy:
-    """Validate an already-decoded `{"rules": [...]}` object; rules come back by priority."""
-    top = mapping(doc, where, "the policy", _TOP_KEYS, required=_TOP_KEYS)
-    raw_rules = top["rules"]
-    if not isinstance(raw_rules, list):
-        fail(where, f"rules must be a list, got {show(raw_rules)}")
-    if not 1 <= len(raw_rules) <= MAX_RULES:
-        fail(where, f"rules must hold 1 to {MAX_RULES} rules, got {len(raw_rules)}")
-    located = [_parse_rule(raw, where, i) for i, raw in enumerate(raw_rules)]
-    _check_rule_set(located)
+    """Validate an already-decoded `{"rules": [...]}` object; rules come back by priority.
+
+    Every rule is checked, and the rules as a set when each of them could be read; the
+    PolicyError holds every problem found."""
+    with Problems() as problems:
+        top = mapping(doc, where, "the policy", _TOP_KEYS, required=_TOP_KEYS, problems=problems)
+        raw_rules = top["rules"]
+        if not isinstance(raw_rules, list):
+            fail(where, f"rules must be a list, got {show(raw_rules)}")
+        if not 1 <= len(raw_rules) <= MAX_RULES:
+            fail(where, f"rules must hold 1 to {MAX_RULES} rules, got {len(raw_rules)}")
+        parsed = [
+            problems.attempt(None, _parse_rule, raw, where, i, problems)
+            for i, raw in enumerate(raw_rules)
+        ]
+        located = [item for item in parsed if item is not None]
+        if len(located) == len(parsed):  # else the set checks would report ghosts
+            _check_rule_set(located)
     return LifecyclePolicy(tuple(sorted((r.rule for r in located), key=lambda r: r.priority)))
 
 
@@ -86,25 +96,42 @@ class _Located:
     rule: Rule
 
 
-def _parse_rule(raw: object, where: str, index: int) -> _Located:
+# Stands in for a rule whose selection failed, so that its action is still checked; never
+# returned (the Problems block raises).
+_UNREAD = Rule(0, TagStatus.ANY, CountType.IMAGE_COUNT_MORE_THAN, 1)
+
+
+def _parse_rule(raw: object, where: str, index: int, problems: Problems) -> _Located:
+    """One rule; unknown keys go to `problems`, the first other problem of its selection
+    and of its action each fail it."""
     loc = f"{where}: rules[{index}]"
     required = ("rulePriority", "selection", "action")
-    obj = mapping(raw, loc, "the rule", _RULE_KEYS, required=required)
+    obj = mapping(raw, loc, "the rule", _RULE_KEYS, required=required, problems=problems)
     priority = positive_int(obj["rulePriority"], loc, "rulePriority")
     short = f"rules[{index}] (rulePriority {priority})"
     loc = f"{where}: {short}"
-    description = obj.get("description", "")
-    if not isinstance(description, str):
-        fail(loc, f"description must be a string, got {show(description)}")
-    rule = _parse_selection(obj["selection"], loc, priority, description)
-    action = _parse_action(obj["action"], loc)
-    _check_pairing(rule.count_type, action, loc)
+    with Problems() as parts:
+        description = parts.attempt("", _description, obj.get("description", ""), loc)
+        rule = parts.attempt(
+            _UNREAD, _parse_selection, obj["selection"], loc, priority, description, problems
+        )
+        action = parts.attempt(ActionType.EXPIRE, _parse_action, obj["action"], loc, problems)
+        if not parts.found:
+            _check_pairing(rule.count_type, action, loc)
     return _Located(loc, short, dataclasses.replace(rule, action=action))
 
 
-def _parse_selection(raw: object, loc: str, priority: int, description: str) -> Rule:
+def _description(value: object, loc: str) -> str:
+    if not isinstance(value, str):
+        fail(loc, f"description must be a string, got {show(value)}")
+    return value
+
+
+def _parse_selection(
+    raw: object, loc: str, priority: int, description: str, problems: Problems
+) -> Rule:
     required = ("tagStatus", "countType", "countNumber")
-    sel = mapping(raw, loc, "selection", _SELECTION_KEYS, required=required)
+    sel = mapping(raw, loc, "selection", _SELECTION_KEYS, required=required, problems=problems)
     tag_status = enum_value(sel["tagStatus"], TagStatus, loc, "tagStatus")
     patterns, prefixes = _parse_tag_filter(sel, tag_status, loc)
     count_type = enum_value(sel["countType"], CountType, loc, "countType")
@@ -191,8 +218,8 @@ def _parse_storage_class(sel: Mapping[str, object], count_type: CountType, loc: 
     return str(storage_class)
 
 
-def _parse_action(raw: object, loc: str) -> ActionType:
-    act = mapping(raw, loc, "action", _ACTION_KEYS, required=("type",))
+def _parse_action(raw: object, loc: str, problems: Problems) -> ActionType:
+    act = mapping(raw, loc, "action", _ACTION_KEYS, required=("type",), problems=problems)
     action = enum_value(act["type"], ActionType, loc, "action.type")
     has_target = "targetStorageClass" in act
     if action is ActionType.EXPIRE and has_target:

@@ -146,7 +146,8 @@ class _RuleView:
         if count_type is CountType.IMAGE_COUNT_MORE_THAN:
             return f"rank {outcome[2]}{self.ranked}"
         older = "older" if outcome[1] else "not older"
-        comparison = f"{older} than {self.rule.count_number} days"
+        days = "1 day" if self.rule.count_number == 1 else f"{self.rule.count_number} days"
+        comparison = f"{older} than {days}"
         if count_type is not CountType.SINCE_IMAGE_PULLED:
             return f"{image.age_from} {_age(now - image.pushed_at)}, {comparison}"
         if image.last_pulled_at is None:

@@ -15,7 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from cleaner.errors import PolicyError
-from cleaner.planning.checks import MAX_COUNT, choices, fail, mapping, positive_int, show
+from cleaner.planning.checks import (
+    MAX_COUNT,
+    Problems,
+    choices,
+    fail,
+    mapping,
+    positive_int,
+    show,
+)
 from cleaner.planning.documents import decode, read_text
 from cleaner.planning.lifecycle import parse_policy
 from cleaner.planning.model import LifecyclePolicy
@@ -102,33 +110,57 @@ def load_policy_file(path: str | Path) -> PolicyFile:
 
 
 def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:
+    """The validated file; a PolicyError holds every problem found (`checks.Problems`)."""
     if not isinstance(doc, dict):
         fail(source, f"expected a mapping with 'repositories' or 'rules', got {show(doc)}")
     if "rules" in doc:  # a bare ECR lifecycle document: one entry for every repository
-        if set(doc) - {"rules"}:
-            extra = sorted(set(doc) - {"rules"})[0]
-            fail(source, f'a bare ECR lifecycle document has only "rules"; found "{extra}"')
-        return PolicyFile(
-            (RepositoryEntry(("*",), parse_policy(doc, where=source)),), source=source
+        return _bare_document(doc, source)
+    with Problems() as problems:
+        top = mapping(doc, source, "the policy file", _TOP_KEYS, required=(), problems=problems)
+        targets: tuple[TargetEntry[RepositoryEntry], ...] = ()
+        if "targets" in top:
+            where = f"{source}: targets"
+            targets = problems.attempt((), parse_targets, top["targets"], where, _target_entries)
+        if "repositories" not in top and not (targets and all(t.entries for t in targets)):
+            problems.note(source, 'the policy file is missing required key "repositories"')
+        protect = top.get("protect", {})
+        entries: tuple[RepositoryEntry, ...] = ()
+        if "repositories" in top:
+            entries = problems.attempt((), _entries, top["repositories"], source, problems)
+        policy = PolicyFile(
+            entries=entries,
+            protect=problems.attempt(Protections(), parse_protect, protect, f"{source}: protect"),
+            safety=problems.attempt(
+                Safety(), parse_safety, top.get("safety", {}), f"{source}: safety"
+            ),
+            in_use=problems.attempt("auto", _in_use_mode, protect, source),
+            kubernetes=problems.attempt(
+                KubernetesSection(),
+                parse_kubernetes,
+                top.get("kubernetes", {}),
+                f"{source}: kubernetes",
+            ),
+            coordination=problems.attempt(
+                CoordinationSection(),
+                parse_coordination,
+                top.get("coordination", {}),
+                f"{source}: coordination",
+            ),
+            aws=problems.attempt(AwsSources(), parse_sources, top, source),
+            targets=targets,
+            source=source,
         )
-    top = mapping(doc, source, "the policy file", _TOP_KEYS, required=())
-    targets = (
-        parse_targets(top["targets"], f"{source}: targets", _entries) if "targets" in top else ()
-    )
-    if "repositories" not in top and not (targets and all(t.entries for t in targets)):
-        fail(source, 'the policy file is missing required key "repositories"')
-    protect = top.get("protect", {})
-    return PolicyFile(
-        entries=_entries(top["repositories"], source) if "repositories" in top else (),
-        protect=parse_protect(protect, f"{source}: protect"),
-        safety=parse_safety(top.get("safety", {}), f"{source}: safety"),
-        in_use=_in_use_mode(protect, source),
-        kubernetes=parse_kubernetes(top.get("kubernetes", {}), f"{source}: kubernetes"),
-        coordination=parse_coordination(top.get("coordination", {}), f"{source}: coordination"),
-        aws=parse_sources(top, source),
-        targets=targets,
-        source=source,
-    )
+    return policy
+
+
+def _bare_document(doc: Mapping[str, object], source: str) -> PolicyFile:
+    with Problems() as problems:
+        for extra in sorted(set(doc) - {"rules"}):
+            problems.note(
+                source, f'a bare ECR lifecycle document has only "rules"; found "{extra}"'
+            )
+        lifecycle = problems.attempt(None, parse_policy, {"rules": doc["rules"]}, where=source)
+    return PolicyFile((RepositoryEntry(("*",), lifecycle),), source=source)
 
 
 def _in_use_mode(protect: object, source: str) -> str:
@@ -139,41 +171,70 @@ def _in_use_mode(protect: object, source: str) -> str:
 
 
 def parse_kubernetes(raw: object, loc: str) -> KubernetesSection:
-    kube = mapping(raw, loc, "kubernetes", ("contexts", "kubeconfig"), required=())
-    kubeconfig = kube.get("kubeconfig")
-    if kubeconfig is not None and not isinstance(kubeconfig, str):
-        fail(loc, f"kubeconfig must be a path, got {show(kubeconfig)}")
-    contexts = _strings(kube.get("contexts", []), loc, "contexts")
+    with Problems() as problems:
+        kube = mapping(raw, loc, None, ("contexts", "kubeconfig"), required=(), problems=problems)
+        kubeconfig = problems.attempt(None, _path, kube.get("kubeconfig"), loc, "kubeconfig")
+        contexts = problems.attempt((), _strings, kube.get("contexts", []), loc, "contexts")
     return KubernetesSection(contexts=contexts, kubeconfig=kubeconfig)
 
 
+def _path(value: object, loc: str, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        fail(loc, f"{name} must be a path, got {show(value)}")
+    return value
+
+
 def parse_coordination(raw: object, loc: str) -> CoordinationSection:
-    coordination = mapping(raw, loc, "coordination", ("namespace", "lease_seconds"), required=())
-    namespace = coordination.get("namespace")
-    if namespace is not None and not (isinstance(namespace, str) and namespace):
-        fail(loc, f"namespace must be a name, got {show(namespace)}")
-    # A day at most: a Lease that outlives a crashed holder by longer blocks every prune.
-    seconds = positive_int(coordination.get("lease_seconds", 60), loc, "lease_seconds", 86_400)
+    keys = ("namespace", "lease_seconds")
+    with Problems() as problems:
+        coordination = mapping(raw, loc, None, keys, required=(), problems=problems)
+        namespace = problems.attempt(None, _namespace, coordination.get("namespace"), loc)
+        # A day at most: a Lease that outlives a crashed holder by longer blocks every prune.
+        seconds = problems.attempt(
+            60, positive_int, coordination.get("lease_seconds", 60), loc, "lease_seconds", 86_400
+        )
     return CoordinationSection(namespace=namespace, lease_seconds=seconds)
 
 
-def _entries(raw: object, loc: str) -> tuple[RepositoryEntry, ...]:
+def _namespace(value: object, loc: str) -> str | None:
+    if value is not None and not (isinstance(value, str) and value):
+        fail(loc, f"namespace must be a name, got {show(value)}")
+    return value
+
+
+def _target_entries(raw: object, loc: str) -> tuple[RepositoryEntry, ...]:
+    """A target's own `repositories:`, every problem in them reported."""
+    with Problems() as problems:
+        entries = _entries(raw, loc, problems)
+    return entries
+
+
+def _entries(raw: object, loc: str, problems: Problems) -> tuple[RepositoryEntry, ...]:
     if not isinstance(raw, list) or not raw:
         fail(loc, f"repositories must be a non-empty list of entries, got {show(raw)}")
     where = loc if loc.endswith(": repositories") else f"{loc}: repositories"
-    return tuple(_entry(item, f"{where}[{i}]") for i, item in enumerate(raw))
+    entries = [
+        problems.attempt(None, _entry, item, f"{where}[{i}]", problems)
+        for i, item in enumerate(raw)
+    ]
+    return tuple(entry for entry in entries if entry is not None)
 
 
-def _entry(raw: object, loc: str) -> RepositoryEntry:
-    obj = mapping(raw, loc, "the entry", _ENTRY_KEYS, required=_ENTRY_KEYS)
-    globs = _globs(obj["match"], loc)
-    loc = f"{loc} (match {show(list(globs) if len(globs) > 1 else globs[0])})"
-    rules = obj["rules"]
-    if rules == USE_ECR_POLICY:
-        return RepositoryEntry(globs, None)
+def _entry(raw: object, loc: str, problems: Problems) -> RepositoryEntry:
+    obj = mapping(raw, loc, "the entry", _ENTRY_KEYS, required=_ENTRY_KEYS, problems=problems)
+    with Problems() as parts:
+        globs = parts.attempt((), _globs, obj["match"], loc)
+        if globs:
+            loc = f"{loc} (match {show(list(globs) if len(globs) > 1 else globs[0])})"
+        rules = obj["rules"]
+        lifecycle = None if rules == USE_ECR_POLICY else parts.attempt(None, _rules, rules, loc)
+    return RepositoryEntry(globs, lifecycle)
+
+
+def _rules(rules: object, loc: str) -> LifecyclePolicy:
     if not isinstance(rules, list):
         fail(loc, f'rules must be a list of ECR lifecycle rules or "ecr", got {show(rules)}')
-    return RepositoryEntry(globs, parse_policy({"rules": rules}, where=loc))
+    return parse_policy({"rules": rules}, where=loc)
 
 
 def _globs(raw: object, loc: str) -> tuple[str, ...]:
@@ -192,37 +253,55 @@ def _globs(raw: object, loc: str) -> tuple[str, ...]:
 
 
 def parse_protect(raw: object, loc: str) -> Protections:
-    obj = mapping(raw, loc, "protect", _PROTECT_KEYS, required=())
+    """Each protection is checked on its own, so every bad one is named."""
+    with Problems() as problems:
+        obj = mapping(raw, loc, None, _PROTECT_KEYS, required=(), problems=problems)
+        tags = problems.attempt((), _strings, obj.get("tags", []), loc, "tags")
+        tag_regex = problems.attempt((), _regexes, obj.get("tag_regex", []), loc)
+        semver = None
+        if "semver" in obj:
+            semver = problems.attempt(None, _semver, obj["semver"], f"{loc}.semver")
+        newer_than = problems.attempt(None, _duration, obj, "newer_than", loc)
+        pulled_within = problems.attempt(None, _duration, obj, "pulled_within", loc)
     return Protections(
-        tags=_strings(obj.get("tags", []), loc, "tags"),
-        tag_regex=tuple(
-            _regex(r, loc) for r in _strings(obj.get("tag_regex", []), loc, "tag_regex")
-        ),
-        semver=_semver(obj["semver"], f"{loc}.semver") if "semver" in obj else None,
-        newer_than=_or_default(_duration(obj, "newer_than", loc), Protections().newer_than),
-        pulled_within=_duration(obj, "pulled_within", loc),
+        tags=tags,
+        tag_regex=tag_regex,
+        semver=semver,
+        newer_than=_or_default(newer_than, Protections().newer_than),
+        pulled_within=pulled_within,
     )
 
 
 def parse_safety(raw: object, loc: str) -> Safety:
-    obj = mapping(raw, loc, "safety", _SAFETY_KEYS, required=())
-    keep = obj.get("keep_at_least", Safety().keep_at_least)
+    with Problems() as problems:
+        obj = mapping(raw, loc, None, _SAFETY_KEYS, required=(), problems=problems)
+        keep = problems.attempt(
+            Safety().keep_at_least, _keep_at_least, obj.get("keep_at_least", 1), loc
+        )
+        limit = obj.get("max_deletions")
+        max_deletions = None
+        if limit is not None:
+            max_deletions = problems.attempt(None, positive_int, limit, loc, "max_deletions")
+    return Safety(keep_at_least=keep, max_deletions=max_deletions)
+
+
+def _keep_at_least(keep: object, loc: str) -> int:
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= MAX_COUNT:
         fail(
             loc,
             f"keep_at_least must be a whole number >= 0 (at most {MAX_COUNT}), got {show(keep)}",
         )
-    limit = obj.get("max_deletions")
-    return Safety(
-        keep_at_least=keep,
-        max_deletions=None if limit is None else positive_int(limit, loc, "max_deletions"),
-    )
+    return keep
 
 
 def _strings(raw: object, loc: str, name: str) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(v, str) and v for v in raw):
         fail(loc, f"{name} must be a list of non-empty strings, got {show(raw)}")
     return tuple(raw)
+
+
+def _regexes(raw: object, loc: str) -> tuple[TagRegex, ...]:
+    return tuple(_regex(pattern, loc) for pattern in _strings(raw, loc, "tag_regex"))
 
 
 def _regex(pattern: str, loc: str) -> TagRegex:
@@ -236,7 +315,7 @@ def _regex(pattern: str, loc: str) -> TagRegex:
 
 
 def _semver(raw: object, loc: str) -> SemverKeep:
-    obj = mapping(raw, loc, "semver", ("keep", "per"), required=("keep",))
+    obj = mapping(raw, loc, None, ("keep", "per"), required=("keep",))
     per = obj.get("per", "none")
     if per not in SEMVER_SCOPES:
         fail(loc, f"per must be {choices(SEMVER_SCOPES)}, got {show(per)}")

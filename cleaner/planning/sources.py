@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cleaner.planning.checks import fail, mapping, show
+from cleaner.planning.names import is_region
 
 SOURCE_SECTIONS = ("ecs", "lambda", "apprunner", "batch")
 MAX_REVISIONS = 100
@@ -121,7 +122,7 @@ def _batch(raw: object, loc: str) -> BatchSection:
 def _regions(obj: Mapping[str, object], loc: str) -> tuple[str, ...]:
     regions = _names(obj, loc, "regions")
     for region in regions:
-        if not (region.replace("-", "").isalnum() and region == region.lower()):
+        if not is_region(region):
             fail(loc, f"regions: {show(region)} is not an AWS region name")
     return regions
 

@@ -22,7 +22,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from cleaner.errors import BacklogFull, InvalidRequest, Rejected
-from cleaner.output import report_to_json
 from cleaner.planning.model import iso_utc
 from cleaner.planning.names import is_repository_name
 from cleaner.ports import Intake, Status
@@ -33,6 +32,7 @@ from cleaner.receiver.metrics import InstrumentedPruner, Metrics
 from cleaner.receiver.openapi import openapi_document
 from cleaner.receiver.routes import Route, Router
 from cleaner.receiver.scheduler import Job, JobState, Pruner, Scheduler, SchedulerSettings
+from cleaner.reports.json import report_to_json
 
 log = logging.getLogger(__name__)
 

@@ -178,13 +178,57 @@ SCHEMAS: dict[str, Schema] = {
             "error": _nullable({"type": "string"}),
         },
     },
+    "Figures": {
+        "type": "object",
+        "description": "One repository's row of the summary, or (with `repositories` and "
+        "`repository_errors` instead of `repository` and `error`) the total row.",
+        "properties": {
+            "repository": {"type": "string"},
+            "repositories": {"type": "integer"},
+            **{
+                name: {"type": "integer"}
+                for name in (
+                    "images",
+                    "keep",
+                    "expire",
+                    "kept_bytes",
+                    "reclaimable_bytes",
+                    "deleted",
+                    "reclaimed_bytes",
+                    "failed",
+                    "repository_errors",
+                )
+            },
+            "error": _nullable({"type": "string"}),
+        },
+    },
+    "Summary": {
+        "type": "object",
+        "required": ["repositories", "total", "ages"],
+        "properties": {
+            "repositories": {"type": "array", "items": _ref("Figures")},
+            "total": _ref("Figures"),
+            "ages": {
+                "type": "object",
+                "description": "Images by time since push, per bucket.",
+                "properties": {
+                    "buckets": {"type": "array", "items": {"type": "string"}},
+                    **{
+                        name: {"type": "array", "items": {"type": "integer"}}
+                        for name in ("keep", "expire", "kept_bytes", "expire_bytes")
+                    },
+                },
+            },
+        },
+    },
     "Report": {
         "type": "object",
         "description": "The same document as `ecr-cleaner sweep --output json`.",
-        "required": ["dry_run", "repositories"],
+        "required": ["dry_run", "repositories", "summary"],
         "properties": {
             "dry_run": {"type": "boolean"},
             "repositories": {"type": "array", "items": _ref("RepositoryReport")},
+            "summary": _ref("Summary"),
         },
     },
     "Job": {

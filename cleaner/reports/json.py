@@ -1,0 +1,132 @@
+"""The machine report: one JSON object, every decision with its reason, then the summary.
+
+`repositories` comes first and `summary` last, so the object can be written as repositories
+finish: the summary's figures are sums over them (`figures.RunFigures`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from cleaner.planning.model import (
+    Decision,
+    RepositoryReport,
+    RunReport,
+    TargetFailure,
+    Verdict,
+    iso_utc,
+)
+from cleaner.reports.figures import (
+    AGE_BUCKETS,
+    AgeHistogram,
+    RepositoryFigures,
+    RunFigures,
+    Totals,
+    run_figures,
+)
+
+
+def report_to_json(report: RunReport, now: datetime | None = None) -> dict[str, Any]:
+    figures = run_figures(
+        report.dry_run, now or datetime.now(UTC), report.repositories, report.failed_targets
+    )
+    return {
+        "dry_run": report.dry_run,
+        "repositories": [repository_json(r) for r in report.repositories],
+        "failed_targets": [failed_target_json(f) for f in report.failed_targets],
+        "summary": summary_json(figures),
+    }
+
+
+def failed_target_json(failure: TargetFailure) -> dict[str, Any]:
+    return {
+        "account": failure.target.account,
+        "region": failure.target.region,
+        "error": failure.error,
+    }
+
+
+def repository_json(report: RepositoryReport) -> dict[str, Any]:
+    plan = report.plan
+    return {
+        "repository": report.repository,
+        "account": report.account,
+        "region": report.region,
+        "keep": [_item(d) for d in plan.keep] if plan else [],
+        "expire": [_item(d) for d in plan.expire] if plan else [],
+        "deleted": list(report.deleted),
+        "failed": [
+            {"digest": f.digest, "code": f.code, "message": f.message} for f in report.failed
+        ],
+        "error": report.error,
+    }
+
+
+def _item(decision: Decision) -> dict[str, Any]:
+    image = decision.image
+    return {
+        "digest": image.digest,
+        "tags": list(image.tags),
+        "pushed_at": iso_utc(image.pushed_at),
+        "size": image.size,
+        "reason": decision.reason,
+    }
+
+
+def summary_json(figures: RunFigures) -> dict[str, Any]:
+    """The figures of the text report's summary table, per repository and in total, and
+    its age histogram."""
+    return {
+        "repositories": [_row(row) for row in _by_name(figures.rows)],
+        "total": _total(figures.totals),
+        "ages": _ages(figures.ages),
+    }
+
+
+def _ages(ages: AgeHistogram) -> dict[str, Any]:
+    """Images by time since push, per bucket, kept and expiring, with their bytes."""
+    return {
+        "buckets": [label for label, _ in AGE_BUCKETS],
+        "keep": ages.counts[Verdict.KEEP],
+        "expire": ages.counts[Verdict.EXPIRE],
+        "kept_bytes": ages.sizes[Verdict.KEEP],
+        "expire_bytes": ages.sizes[Verdict.EXPIRE],
+    }
+
+
+def _by_name(rows: Iterable[RepositoryFigures]) -> list[RepositoryFigures]:
+    return sorted(rows, key=lambda row: (row.account, row.region, row.repository))
+
+
+def _row(row: RepositoryFigures) -> dict[str, Any]:
+    return {
+        "repository": row.repository,
+        "account": row.account,
+        "region": row.region,
+        "images": row.images,
+        "keep": row.keep,
+        "expire": row.expire,
+        "kept_bytes": row.kept_bytes,
+        "reclaimable_bytes": row.expire_bytes,
+        "deleted": row.deleted,
+        "reclaimed_bytes": row.deleted_bytes,
+        "failed": row.failed,
+        "error": row.error,
+    }
+
+
+def _total(totals: Totals) -> dict[str, Any]:
+    return {
+        "repositories": totals.repositories,
+        "images": totals.images,
+        "keep": totals.keep,
+        "expire": totals.expire,
+        "kept_bytes": totals.kept_bytes,
+        "reclaimable_bytes": totals.expire_bytes,
+        "deleted": totals.deleted,
+        "reclaimed_bytes": totals.deleted_bytes,
+        "failed": totals.failed,
+        "repository_errors": totals.repository_errors,
+    }
