@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -21,11 +20,12 @@ from typing import TYPE_CHECKING, TextIO
 
 from cleaner.errors import CleanerError, ConfigError, PolicyError
 from cleaner.logs import configure_logging
-from cleaner.planning.model import RunReport
-from cleaner.settings import RunSettings, Settings, load_token, parse_args
+from cleaner.planning.model import RepositoryReport, RunReport
+from cleaner.settings import Settings, load_token, parse_args
 
 if TYPE_CHECKING:
-    from cleaner.engine import Engine, SweepRequest
+    from cleaner.engine import Engine, Progress, SweepRequest
+    from cleaner.reports.stream import ReportWriter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("cleaner")
@@ -70,6 +70,7 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
     from cleaner.engine import SweepRequest
     from cleaner.engine.core import run_targets
     from cleaner.progress import terminal_progress
+    from cleaner.reports.stream import open_writer
 
     engine_settings, run = settings.engine, settings.run
     assert engine_settings is not None and run is not None  # noqa: S101 - parse_args sets both
@@ -105,15 +106,40 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
                 print("ecr-cleaner: cancelled: nothing deleted", file=sys.stderr)
                 return EXIT_FAILED
             runs = confirmed
+        writer = open_writer(
+            run.output,
+            out,
+            dry_run=not run.apply,
+            now=now,
+            details=run.details,
+            by_target=len(targets) > 1,
+        )
         if report is None:
+            # Each repository's report goes to the writer (and the metrics) as it finishes,
+            # and the run keeps only its outcome: memory follows what is in flight.
+            runs = [(engine, replace(request, keep_plans=False)) for engine, request in runs]
             with terminal_progress(apply=run.apply) as progress:
-                report = await run_targets(runs, metrics.watch(progress))
+                report = await run_targets(runs, writing(metrics.watch(progress), writer))
+        else:
+            for repository in report.repositories:
+                writer.repository(repository)
+        writer.finish(report)
         metrics.done(report)
-    write_report(report, run, now, out)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 Runs = list[tuple["Engine", "SweepRequest"]]
+
+
+def writing(progress: Progress, writer: ReportWriter) -> Progress:
+    """`progress`, which also hands each finished repository to the report writer."""
+    shown = progress.on_repository_done
+
+    def done(report: RepositoryReport) -> None:
+        writer.repository(report)
+        shown(report)
+
+    return replace(progress, on_repository_done=done)
 
 
 async def ask_first(runs: Runs) -> tuple[Runs | None, RunReport | None]:
@@ -231,18 +257,3 @@ COMMANDS = {
     "demo": demo,
     "completion": completion,
 }
-
-
-def write_report(report: RunReport, run: RunSettings, now: datetime, out: TextIO) -> None:
-    from cleaner.reports.json import report_to_json
-    from cleaner.reports.text import text_console, write_text
-
-    if run.output == "json":
-        json.dump(report_to_json(report, now), out, indent=2)
-        out.write("\n")
-    elif run.output == "html":
-        from cleaner.reports.html import write_report_html
-
-        write_report_html(report, now, out)
-    else:
-        write_text(report, now, text_console(out), details=run.details)

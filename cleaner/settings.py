@@ -28,7 +28,7 @@ from cleaner.version import version_line
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
-OUTPUTS = ("text", "json", "html")
+OUTPUTS = ("text", "json", "jsonl", "html")
 TOKEN_ENV = "CLEANER_TOKEN"  # noqa: S105 - the variable's name, not a secret
 SHOWN_MAX = 60  # characters of a bad value quoted back in an error
 
@@ -274,7 +274,10 @@ OUTPUT = Option(
     "--output",
     one_of(*OUTPUTS),
     "text",
-    help="text for people, json for machines, html for one self-contained page to review",
+    help=(
+        "text for people, json for machines (one object), jsonl for log pipelines (a line "
+        "per repository, then the summary), html for one self-contained page to review"
+    ),
     metavar="|".join(OUTPUTS),
 )
 DRY_RUN = Option("--dry-run", switch=True, default=False, help="plan only, delete nothing")

@@ -29,6 +29,7 @@ from cleaner.clients.ratelimit import Limiter
 from cleaner.clients.roles import AssumedRole
 from cleaner.coordination.lease import lease_namespace, open_coordinator
 from cleaner.engine import Engine
+from cleaner.engine.artifacts import DEFAULT_CACHE_ENTRIES, ManifestCache
 from cleaner.engine.reconcile import OpenIntent, reconcile
 from cleaner.errors import ConfigError
 from cleaner.in_use import apprunner, aws_lambda, batch, ecs, kubernetes
@@ -246,7 +247,14 @@ async def open_engines(
                 )
                 sink = stamped(audit.write, spec.target) if audit is not None else None
                 engine = Engine(
-                    registry, in_use=in_use, coordinator=coordinator, audit=sink, target=spec.target
+                    registry,
+                    # A plan or sweep reads each manifest once; only the receiver, pruning
+                    # the same repositories again and again, gains from remembering them.
+                    cache=ManifestCache(DEFAULT_CACHE_ENTRIES if mode == "serve" else 0),
+                    in_use=in_use,
+                    coordinator=coordinator,
+                    audit=sink,
+                    target=spec.target,
                 )
                 engines.append(TargetEngine(spec, target_policy(policy, spec), engine))
             if audit is not None and mode != "plan":

@@ -255,8 +255,15 @@ def test_the_cache_forgets_the_least_recently_used() -> None:
     assert cache.get("a") == ManifestFacts(subject="x")  # now "b" is the oldest
     cache.put("c", ManifestFacts())
     assert "b" not in cache and "a" in cache and "c" in cache and len(cache) == 2
-    with pytest.raises(ValueError, match="at least 1"):
-        ManifestCache(0)
+    with pytest.raises(ValueError, match="negative"):
+        ManifestCache(-1)
+
+
+def test_a_cache_of_zero_entries_remembers_nothing() -> None:
+    """What a one-shot plan or sweep uses: each manifest is read once anyway."""
+    cache = ManifestCache(max_entries=0)
+    cache.put("a", ManifestFacts(subject="x"))
+    assert "a" not in cache and cache.get("a") is None and len(cache) == 0
 
 
 async def test_a_small_cache_still_serves_a_large_repository() -> None:

@@ -248,6 +248,18 @@ async def test_only_the_newest_finished_jobs_are_kept(pruner: FakePruner) -> Non
     assert [scheduler.job(j.id) is not None for j in jobs] == [False, False, True, True]
 
 
+async def test_only_the_newest_finished_jobs_keep_their_reports(pruner: FakePruner) -> None:
+    scheduler = Scheduler(pruner, settings(jobs_kept=10, reports_kept=2))
+    jobs = []
+    for _ in range(4):
+        jobs.append(scheduler.submit_job((), dry_run=True))
+        await jobs[-1].wait()
+    scheduler.submit_job((), dry_run=True)
+    await scheduler.close(1)
+    assert all(scheduler.job(j.id) is j and j.state is JobState.DONE for j in jobs)
+    assert [j.report is not None for j in jobs] == [False, False, True, True]
+
+
 async def test_close_cuts_debounces_short_and_drains_what_was_accepted(
     pruner: FakePruner,
 ) -> None:

@@ -18,7 +18,13 @@ from cleaner.planning.model import (
     Verdict,
 )
 from cleaner.planning.units import format_bytes
-from cleaner.reports.figures import AGE_BUCKETS, bucket_of, reclaim_bars, run_figures
+from cleaner.reports.figures import (
+    AGE_BUCKETS,
+    AgeHistogram,
+    bucket_of,
+    reclaim_bars,
+    run_figures,
+)
 from cleaner.reports.json import report_to_json
 from cleaner.reports.text import DETAIL_LIMIT, text_console, write_text
 from tests.support.reports import NOW, synthetic_report
@@ -64,6 +70,13 @@ def test_the_figures_are_the_sums_of_the_decisions() -> None:
 )
 def test_age_buckets_hold_ages_below_their_bound(age: timedelta, bucket: str) -> None:
     assert AGE_BUCKETS[bucket_of(age)][0] == bucket
+    # The histogram bisects push times instead: it must put the image in the same bucket.
+    image = Image(digest="sha256:" + "a" * 64, tags=(), pushed_at=NOW - age, size=7)
+    plan = Plan("r", (Decision(image, Verdict.KEEP, "kept"),))
+    histogram = AgeHistogram(NOW)
+    histogram.add(RepositoryReport("r", plan))
+    index = [label for label, _ in AGE_BUCKETS].index(bucket)
+    assert histogram.counts[Verdict.KEEP][index] == 1 and histogram.sizes[Verdict.KEEP][index] == 7
 
 
 def test_the_bars_are_the_top_repositories_then_the_others_together() -> None:

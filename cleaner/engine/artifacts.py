@@ -53,8 +53,8 @@ class ManifestCache:
     """
 
     def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
+        if max_entries < 0:
+            raise ValueError("max_entries must not be negative")
         self.max_entries = max_entries
         self._entries: OrderedDict[str, ManifestFacts] = OrderedDict()
 
@@ -71,6 +71,8 @@ class ManifestCache:
         return facts
 
     def put(self, digest: str, facts: ManifestFacts) -> None:
+        if not self.max_entries:
+            return
         self._entries[digest] = facts
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:

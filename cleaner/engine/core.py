@@ -67,6 +67,10 @@ class SweepRequest:
     approved: Mapping[str, frozenset[str]] | None = None
     """When set, the only digests each repository may lose: those a person confirmed from
     an earlier plan. An image the new plan expires beyond them is kept, with a reason."""
+    keep_plans: bool = True
+    """False: each repository's whole report goes to `Progress.on_repository_done` as it
+    finishes, and the run's report keeps it without its plan (the outcome, deletions and
+    failures stay). A run then holds only the repositories in flight, not the registry."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -159,7 +163,7 @@ class _Sweep:
             async with slots:
                 report = await self._prune(named)
             self.progress.on_repository_done(report)
-            return report
+            return report if self.request.keep_plans else replace(report, plan=None)
 
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(one(n)) for n in names]

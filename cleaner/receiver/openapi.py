@@ -259,7 +259,11 @@ SCHEMAS: dict[str, Schema] = {
             "submitted_at": {"type": "string", "format": "date-time"},
             "started_at": _nullable({"type": "string", "format": "date-time"}),
             "finished_at": _nullable({"type": "string", "format": "date-time"}),
-            "report": _nullable(_ref("Report")),
+            "report": {
+                **_nullable(_ref("Report")),
+                "description": "Null until the job is done, and again once 20 newer jobs"
+                " have finished: only the newest keep their whole reports.",
+            },
             "error": _nullable({"type": "string"}),
         },
     },

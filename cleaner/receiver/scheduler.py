@@ -61,6 +61,10 @@ class SchedulerSettings:
     """What a refused caller is told to wait, in seconds (HTTP Retry-After)."""
     jobs_kept: int = 1000
     """Finished manual jobs kept for GET /jobs/{id}; the oldest are forgotten first."""
+    reports_kept: int = 20
+    """Finished jobs that keep their whole report; older ones keep their state, times and
+    error, and answer `report: null`. A job over every repository holds the registry's
+    every decision, and a thousand of those would be the registry a thousand times."""
     retries: int = 3
     """A push-triggered prune that fails (the registry down, a cluster unreadable) is tried
     again this many times before the scheduled sweep is left to catch up."""
@@ -358,6 +362,8 @@ class Scheduler:
             job.end(JobState.DONE)
 
     def _forget_old_jobs(self) -> None:
-        finished = [j.id for j in self._jobs.values() if j.finished]
-        for job_id in finished[: max(0, len(finished) - self.settings.jobs_kept)]:
-            del self._jobs[job_id]
+        finished = [j for j in self._jobs.values() if j.finished]
+        for job in finished[: max(0, len(finished) - self.settings.reports_kept)]:
+            job.report = None
+        for job in finished[: max(0, len(finished) - self.settings.jobs_kept)]:
+            del self._jobs[job.id]

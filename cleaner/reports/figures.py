@@ -7,6 +7,7 @@ holding the ones already written.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -57,7 +58,10 @@ def target_name(account: str, region: str) -> str:
     return str(Target(account, region)) if account or region else ""
 
 
-def repository_figures(report: RepositoryReport) -> RepositoryFigures:
+def repository_figures(
+    report: RepositoryReport, ages: AgeHistogram | None = None
+) -> RepositoryFigures:
+    """The repository's row, and its images added to `ages` in the same pass."""
     plan = report.plan
     account, region = report.account, report.region
     if plan is None:
@@ -66,9 +70,17 @@ def repository_figures(report: RepositoryReport) -> RepositoryFigures:
         )
     counts = {Verdict.KEEP: 0, Verdict.EXPIRE: 0}
     sizes = {Verdict.KEEP: 0, Verdict.EXPIRE: 0}
+    deleted, deleted_bytes = set(report.deleted), 0
     for decision in plan.decisions:
-        counts[decision.verdict] += 1
-        sizes[decision.verdict] += decision.image.size
+        verdict, image = decision.verdict, decision.image
+        counts[verdict] += 1
+        sizes[verdict] += image.size
+        if deleted and verdict is Verdict.EXPIRE and image.digest in deleted:
+            deleted_bytes += image.size
+        if ages is not None:
+            index = ages.bucket(image.pushed_at)
+            ages.counts[verdict][index] += 1
+            ages.sizes[verdict][index] += image.size
     return RepositoryFigures(
         repository=report.repository,
         images=len(plan.decisions),
@@ -77,7 +89,7 @@ def repository_figures(report: RepositoryReport) -> RepositoryFigures:
         kept_bytes=sizes[Verdict.KEEP],
         expire_bytes=sizes[Verdict.EXPIRE],
         deleted=len(report.deleted),
-        deleted_bytes=report.reclaimed,
+        deleted_bytes=deleted_bytes,
         failed=len(report.failed),
         error=report.error,
         account=account,
@@ -125,14 +137,22 @@ class AgeHistogram:
     counts: dict[Verdict, list[int]] = field(default_factory=dict)
     sizes: dict[Verdict, list[int]] = field(default_factory=dict)
 
+    cutoffs: list[datetime] = field(init=False)
+    """The push times at the buckets' bounds, oldest first: one bisection per image."""
+
     def __post_init__(self) -> None:
         for verdict in Verdict:
             self.counts[verdict] = [0] * len(AGE_BUCKETS)
             self.sizes[verdict] = [0] * len(AGE_BUCKETS)
+        self.cutoffs = sorted(self.now - bound for _, bound in AGE_BUCKETS if bound is not None)
+
+    def bucket(self, pushed_at: datetime) -> int:
+        # Pushed exactly at a bound is as old as the bound: the older bucket (age < bound).
+        return len(AGE_BUCKETS) - 1 - bisect_left(self.cutoffs, pushed_at)
 
     def add(self, report: RepositoryReport) -> None:
         for decision in report.plan.decisions if report.plan else ():
-            index = bucket_of(self.now - decision.image.pushed_at)
+            index = self.bucket(decision.image.pushed_at)
             self.counts[decision.verdict][index] += 1
             self.sizes[decision.verdict][index] += decision.image.size
 
@@ -160,10 +180,9 @@ class RunFigures:
         self.ages = AgeHistogram(self.now)
 
     def add(self, report: RepositoryReport) -> RepositoryFigures:
-        row = repository_figures(report)
+        row = repository_figures(report, self.ages)
         self.rows.append(row)
         self.totals.add(row)
-        self.ages.add(report)
         return row
 
     @property

@@ -8,9 +8,10 @@ else, so even a registry string that slipped through escaping could not run or c
 
 Written in one pass over the repositories: each one's decisions go out as a JSON block as
 soon as it comes, and the summary, whose figures are sums over them, is written last and
-shown first (CSS `order`). The table draws 200 rows at a time; the page is meant for runs
-of up to 100,000 images (bench figures are in the README), beyond which `--output json`
-is the better tool.
+shown first (CSS `order`), so the page costs memory only for the repository being written.
+The table draws 200 rows at a time; the page is meant for runs of up to 100,000 images
+(bench figures are in the README), and a larger run logs a warning: `--output jsonl` is
+the better tool there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from html import escape
@@ -36,6 +38,8 @@ from cleaner.reports.figures import (
 )
 from cleaner.reports.text import outcome
 
+log = logging.getLogger(__name__)
+
 TOP_BARS = 10
 EXPIRE, KEEP, KEPT = "#c0392b", "#27ae60", "#a9dfbf"
 
@@ -49,6 +53,12 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
+PAGE_IMAGES = 100_000
+"""The most decisions the page is meant for: at 100,000 it opens in well under a second in
+Chromium (bench/html_report.py); beyond, a browser spends seconds and memory on rows nobody
+pages through, and `--output jsonl` suits the reader better."""
+
+
 def render_html(report: RunReport, now: datetime) -> str:
     parts: list[str] = []
     write_report_html(report, now, parts)
@@ -58,37 +68,49 @@ def render_html(report: RunReport, now: datetime) -> str:
 def write_report_html(report: RunReport, now: datetime, out: TextIO | list[str]) -> None:
     figures = run_figures(report.dry_run, now, report.repositories, report.failed_targets)
     write = out.append if isinstance(out, list) else out.write
-    write_html(write, report.dry_run, now, report.repositories, by_target=figures.by_target)
+    writer = HtmlWriter(write, dry_run=report.dry_run, now=now, by_target=figures.by_target)
+    for repo in report.repositories:
+        writer.repository(repo)
+    writer.finish(report)
 
 
-def write_html(
-    write: Callable[[str], object],
-    dry_run: bool,
-    now: datetime,
-    repositories: Iterable[RepositoryReport],
-    *,
-    by_target: bool = False,
-) -> None:
-    """The page, written piece by piece: head, one JSON block per repository, summary.
-    With `by_target` (a run over several accounts and regions), a repository is named after
-    its target."""
-    style, script = _asset("report.css"), _asset("report.js")
-    policy = f"default-src 'none'; style-src {_sha256(style)}; script-src {_sha256(script)}"
-    kind = "Plan (dry run: nothing deleted)" if dry_run else "Sweep"
-    write(
-        "<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
-        f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n'
-        '<meta name=viewport content="width=device-width, initial-scale=1">\n'
-        f"<title>ecr-cleaner: {kind}</title>\n<style>{style}</style>\n</head>\n"
-        f"<body data-now={int(now.timestamp())}>\n"
-    )
-    write(_DECISIONS_SECTION)
-    figures = RunFigures(dry_run, now)
-    for repo in repositories:
-        figures.add(repo)
-        write(_repository_block(repo, by_target))
-    write(_summary_section(figures, kind, by_target))
-    write(f"<script>{script}</script>\n</body>\n</html>\n")
+class HtmlWriter:
+    """The page, written piece by piece: head, one JSON block per repository as it finishes,
+    then the summary. With `by_target` (a run over several accounts and regions), a
+    repository is named after its target."""
+
+    def __init__(
+        self, write: Callable[[str], object], *, dry_run: bool, now: datetime, by_target: bool
+    ) -> None:
+        self.write, self.by_target = write, by_target
+        self.figures = RunFigures(dry_run, now)
+        self.kind = "Plan (dry run: nothing deleted)" if dry_run else "Sweep"
+        style, script = _asset("report.css"), _asset("report.js")
+        policy = f"default-src 'none'; style-src {_sha256(style)}; script-src {_sha256(script)}"
+        write(
+            "<!DOCTYPE html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
+            f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n'
+            '<meta name=viewport content="width=device-width, initial-scale=1">\n'
+            f"<title>ecr-cleaner: {self.kind}</title>\n<style>{style}</style>\n</head>\n"
+            f"<body data-now={int(now.timestamp())}>\n"
+        )
+        write(_DECISIONS_SECTION)
+
+    def repository(self, report: RepositoryReport) -> None:
+        before = self.figures.totals.images
+        self.figures.add(report)
+        if before <= PAGE_IMAGES < self.figures.totals.images:
+            log.warning(
+                "the HTML report passes %d decisions, more than the page is meant for; "
+                "--output jsonl suits a run this size",
+                PAGE_IMAGES,
+            )
+        self.write(_repository_block(report, self.by_target))
+
+    def finish(self, report: RunReport) -> None:
+        self.figures.failed_targets = report.failed_targets
+        self.write(_summary_section(self.figures, self.kind, self.by_target))
+        self.write(f"<script>{_asset('report.js')}</script>\n</body>\n</html>\n")
 
 
 def _json(value: object) -> str:

@@ -11,6 +11,7 @@ string from a registry or a policy goes in as `Text`, never as markup, so a tag 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TextIO, cast
 
@@ -27,7 +28,6 @@ from cleaner.reports.figures import (
     RunFigures,
     Totals,
     reclaim_bars,
-    run_figures,
     target_name,
 )
 
@@ -84,27 +84,57 @@ def write_text(
 ) -> None:
     """Summary, pictures, then per-image tables: every one with `details`, none without,
     and by default only for small runs (DETAIL_LIMIT); `max_rows` shortens each table."""
-    figures = run_figures(report.dry_run, now, report.repositories, report.failed_targets)
-    for part in summary_parts(figures):
-        console.print(part)
-    shown = details if details is not None else figures.totals.images <= DETAIL_LIMIT
-    if shown:
-        for repo in _in_order(report.repositories):
-            console.print(repository_table(repo, now, max_rows, by_target=figures.by_target))
-    elif figures.totals.images:
-        console.print(
-            Text(
-                f"{figures.totals.images} per-image decisions not shown: --details lists "
-                "them; --output html writes a page that filters and sorts them.",
-                style="dim",
+    writer = TextWriter(console, dry_run=report.dry_run, now=now, details=details)
+    for repo in report.repositories:
+        writer.repository(repo)
+    writer.finish(report, max_rows=max_rows)
+
+
+class TextWriter:
+    """The text report, fed one repository at a time. It opens with the summary, so it is
+    printed at the end; meanwhile it holds the counters, the repositories with a problem
+    (without their plans), and the plans only while their tables will be shown."""
+
+    def __init__(
+        self, console: Console, *, dry_run: bool, now: datetime, details: bool | None = None
+    ) -> None:
+        self.console, self.now, self.details = console, now, details
+        self.figures = RunFigures(dry_run, now)
+        self.tables: list[RepositoryReport] | None = [] if details is not False else None
+        self.problems: list[RepositoryReport] = []
+
+    def repository(self, report: RepositoryReport) -> None:
+        self.figures.add(report)
+        if report.error or report.failed:
+            self.problems.append(replace(report, plan=None))
+        if self.tables is not None:
+            self.tables.append(report)
+            if self.details is None and self.figures.totals.images > DETAIL_LIMIT:
+                self.tables = None  # a large run: the summary is what a person reads
+
+    def finish(self, report: RunReport, *, max_rows: int | None = None) -> None:
+        console, figures = self.console, self.figures
+        figures.failed_targets = report.failed_targets
+        by_target = figures.by_target
+        for part in summary_parts(figures):
+            console.print(part)
+        if self.tables is not None:
+            for repo in _in_order(self.tables):
+                console.print(repository_table(repo, self.now, max_rows, by_target=by_target))
+        elif figures.totals.images:
+            console.print(
+                Text(
+                    f"{figures.totals.images} per-image decisions not shown: --details lists "
+                    "them; --output html writes a page that filters and sorts them.",
+                    style="dim",
+                )
             )
-        )
-    for line in problem_lines(report.repositories, by_target=figures.by_target):
-        console.print(line)
-    for failure in report.failed_targets:
-        console.print(Text(f"target {failure.target}: ERROR {failure.error}", style="bold red"))
-    failed = len(report.failed_targets)
-    console.print(Text(outcome(figures.totals, report.dry_run, failed), style="bold"))
+        for line in problem_lines(_in_order(self.problems), by_target=by_target):
+            console.print(line)
+        for failure in report.failed_targets:
+            console.print(Text(f"target {failure.target}: ERROR {failure.error}", style="bold red"))
+        failed = len(report.failed_targets)
+        console.print(Text(outcome(figures.totals, figures.dry_run, failed), style="bold"))
 
 
 def _in_order(repositories: Iterable[RepositoryReport]) -> list[RepositoryReport]:
