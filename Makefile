@@ -48,7 +48,7 @@ format: $(STAMP)
 	$(BIN)/ruff format $(SOURCES)
 	$(BIN)/ruff check --fix $(SOURCES)
 
-# The full benchmark (11 minutes on a 2-core machine); writes bench/RESULTS.md, exits 1 if a target fails.
+# The full benchmark (12 minutes on a 2-core machine); writes bench/RESULTS.md, exits 1 if a target fails.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --json bench/results.json --markdown bench/RESULTS.md
 

@@ -33,6 +33,7 @@ from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.runner import ReceiverRunner
+from cleaner.receiver.scheduler import SchedulerSettings
 from cleaner.settings import EngineSettings
 
 KEEP = 20
@@ -129,7 +130,16 @@ async def run_receiver(
         async with wiring.open_engine(settings, policy, "serve", credentials=keys) as engine:
             figures = await _serve_burst(store, EnginePruner(engine, policy), names, pushes, old)
     figures["wrong_state"] = planned_state_misses(store, names, pushes)
+    figures["rate_bound_s"] = rate_bound_s(figures.pop("calls_by_operation"), throttle)
+    figures["debounce_s"] = SchedulerSettings().debounce_s
     return figures
+
+
+def rate_bound_s(calls: Mapping[str, int], throttle: Mapping[str, float]) -> float:
+    """The least time the registry's rates allow for the burst's calls: the slowest
+    operation's calls over its rate. Every prune of a burst this short runs at about the
+    same moment, so the slowest repository cannot be pruned sooner."""
+    return round(max((n / throttle[op] for op, n in calls.items() if op in throttle), default=0), 2)
 
 
 async def _serve_burst(
@@ -143,14 +153,15 @@ async def _serve_burst(
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         host, port = runner.addresses[0][:2]
-        before = sum(store.calls.values())
+        before = Counter(store.calls)
         latencies, posted, burst_s = await _burst(
             store, f"http://{host}:{port}", names, pushes, old
         )
-        calls = sum(store.calls.values()) - before
+        calls = Counter(store.calls) - before
     finally:
         await runner.cleanup()  # drains the scheduler: every prune has ended
-    return burst_figures(latencies, posted, len(names), pruner.prunes, calls, burst_s)
+    figures = burst_figures(latencies, posted, len(names), pruner.prunes, calls.total(), burst_s)
+    return figures | {"calls_by_operation": dict(calls)}
 
 
 async def _burst(

@@ -1,5 +1,6 @@
 """Benchmarks: sweep vs the rate-limit bound and the baseline, receiver latency (POST and
-SQS), planner cost. `bench/run.py [--quick] --json OUT.json [--markdown RESULTS.md]`.
+SQS, and a burst 10x larger), planner and JSON report cost, the CLI's peak RSS at two
+registry sizes. `bench/run.py [--quick] --json OUT.json [--markdown RESULTS.md]`.
 
 Prints one PASS/FAIL line per target and exits 1 when one fails (bench/README.md).
 """
@@ -25,6 +26,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` and `cleaner` imp
     sys.path.insert(0, str(ROOT))
 
 from bench.in_use import run_in_use  # noqa: E402
+from bench.memory import run_memory  # noqa: E402
 from bench.queue_burst import run_queue  # noqa: E402
 from bench.receiver import run_receiver  # noqa: E402
 from bench.report import checks, latency_line, markdown  # noqa: E402
@@ -35,6 +37,11 @@ DEFAULT_THROTTLE = {"DescribeImages": 50.0, "BatchDeleteImage": 20.0, "BatchGetI
 # (repositories, images per repository, baseline repositories, baseline budget in seconds)
 FULL = (500, 2000, 2, 60.0)
 QUICK = (50, 1000, 1, 20.0)
+# The memory benchmark: `plan --output json` over two registry sizes, 4x apart (repositories
+# of 1,000 images); the full run's larger one is 2M images.
+FULL_MEMORY = (500, 2000)
+QUICK_MEMORY = (100, 400)
+BURST_REPOSITORIES = 80  # the receiver burst at 10x: 80 repositories, 2,400 events
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -59,6 +66,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--plan-runs", type=int, default=5, help="fresh processes; the median CPU time counts"
     )
+    parser.add_argument(
+        "--memory-sizes",
+        type=_pair,
+        metavar="SMALL,LARGE",
+        help=f"repositories of the two memory runs (default {_sizes(QUICK_MEMORY)}, "
+        f"full {_sizes(FULL_MEMORY)})",
+    )
+    parser.add_argument("--memory-images", type=int, default=1000, help="per repository")
+    parser.add_argument("--burst-repositories", type=int, default=BURST_REPOSITORIES)
     parser.add_argument("--baseline-budget-s", type=float, help="time given to the baseline")
     parser.add_argument("--in-use-clusters", type=int, default=50, help="ECS clusters")
     parser.add_argument("--in-use-services", type=int, default=20, help="services per cluster")
@@ -68,6 +84,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-seconds", type=float, default=240.0, help="(--quick: 30)")
     parser.add_argument("--soak-rate", type=float, default=100.0, help="push events per second")
     return parser.parse_args(argv)
+
+
+def _pair(text: str) -> tuple[int, int]:
+    small, _, large = text.partition(",")
+    return int(small), int(large)
+
+
+def _sizes(sizes: tuple[int, int]) -> str:
+    return f"{sizes[0]},{sizes[1]}"
 
 
 def _rates(rates: dict[str, float]) -> str:
@@ -117,6 +142,10 @@ def run_plan(images: int, runs: int) -> dict[str, Any]:
         "cpu_s": round(statistics.median(cpu), 3),
         "cpu_s_runs": cpu,
         "peak_rss_mb": max(run["peak_rss_mb"] for run in done),
+        "json_s": round(statistics.median(run["json_s"] for run in done), 3),
+        "json_s_runs": [run["json_s"] for run in done],
+        "json_mb": done[0]["json_mb"],
+        "json_stdlib_s": round(statistics.median(run["json_stdlib_s"] for run in done), 3),
     }
 
 
@@ -151,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.receiver_repositories, args.receiver_pushes, args.latency_ms, config.throttle
         )
     )
+    burst = args.burst_repositories
+    print(f"receiver burst at 10x: {burst} repositories ...", flush=True)
+    results["receiver_10x"] = asyncio.run(
+        run_receiver(burst, args.receiver_pushes, args.latency_ms, config.throttle)
+    )
     print("receiver burst through SQS (moto) ...", flush=True)
     results["queue"] = asyncio.run(
         run_queue(
@@ -159,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("planner ...", flush=True)
     results["plan"] = run_plan(args.plan_images, args.plan_runs)
+    sizes = args.memory_sizes or (QUICK_MEMORY if args.quick else FULL_MEMORY)
+    each = args.memory_images
+    print(f"memory: plan --output json, {sizes[0]} and {sizes[1]} x {each} images ...", flush=True)
+    results["memory"] = run_memory(sizes, each)
     clusters, services = args.in_use_clusters, args.in_use_services
     print(f"in-use sources: {clusters} ECS clusters x {services} services ...", flush=True)
     results["in_use"] = asyncio.run(run_in_use(clusters, services))
