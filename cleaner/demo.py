@@ -86,8 +86,13 @@ async def census(registry: Registry) -> dict[str, Census]:
 
 def compare(before: dict[str, Census], after: dict[str, Census]) -> Table:
     """The registry before and after the sweep, as the emulator itself lists it."""
-    table = Table(title="The registry before and after", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("REPOSITORY", overflow="fold")
+    table = Table(
+        title="The registry before and after",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+    )
+    table.add_column("REPOSITORY", overflow="fold", min_width=max(map(len, before), default=10))
     for name in ("IMAGES BEFORE", "AFTER", "SIZE BEFORE", "AFTER", "RECLAIMED"):
         table.add_column(name, justify="right", no_wrap=True)
     for name in sorted(before):

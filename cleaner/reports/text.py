@@ -36,6 +36,7 @@ DETAIL_LIMIT = 100
 still read row by row. Beyond it the summary and the pictures are what a person reads, and
 the rows are behind `--details` (or in `--output html`, which filters and sorts them)."""
 TOP_BARS = 10
+NAME_WIDTH = 40
 STYLE = {Verdict.KEEP: "green", Verdict.EXPIRE: "red"}
 FULL, LIGHT = "█", "░"
 ASCII_FULL, ASCII_LIGHT = "#", "."
@@ -157,9 +158,21 @@ def summary_parts(figures: RunFigures) -> list[RenderableType]:
 def summary_table(figures: RunFigures) -> Table:
     dry_run = figures.dry_run
     title = "Plan (dry run: nothing deleted)" if dry_run else "Sweep"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Collapsed padding: eight columns fit 80 characters with a 15-character name.
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     grouped = figures.by_target
-    table.add_column("REPOSITORY", overflow="fold", ratio=1, min_width=10)
+    # Names keep their width (up to NAME_WIDTH) on a narrow console: the total's label
+    # wraps at its spaces instead of a repository name breaking mid-word.
+    longest = max((len(row.repository) for row in figures.rows), default=0)
+    indent = 2 if grouped else 0
+    width = min(NAME_WIDTH, max(10, longest + indent))
+    table.add_column("REPOSITORY", overflow="fold", ratio=1, min_width=width)
     for name in ("IMAGES", "KEEP", "EXPIRE", *(() if dry_run else ("DELETED",))):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("KEPT", justify="right", no_wrap=True)
