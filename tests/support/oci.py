@@ -29,8 +29,13 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
-def binary() -> str:
-    found = shutil.which(BINARY) or shutil.which(BINARY, path="/usr/sbin:/usr/bin")
+def binary(search: str | None = None) -> str:
+    """The registry's binary (on PATH, else in /usr/bin); the test fails without it."""
+    found = (
+        shutil.which(BINARY, path=search)
+        if search is not None
+        else shutil.which(BINARY) or shutil.which(BINARY, path="/usr/sbin:/usr/bin")
+    )
     if found is None:
         pytest.fail(f"{BINARY} is not installed: install Debian package {DEBIAN_PACKAGE}")
     return found
@@ -38,13 +43,18 @@ def binary() -> str:
 
 @contextmanager
 def running_registry(
-    tmp_path: Path, *, notify: str | None = None, token: str | None = None, readonly: bool = False
+    tmp_path: Path,
+    *,
+    notify: str | None = None,
+    token: str | None = None,
+    readonly: bool = False,
+    port: int | None = None,
 ) -> Iterator[str]:
     """Start one with deletion enabled, wait until `/v2/` answers, yield its URL, stop it.
 
     `notify`: an endpoint for its push notifications (with `token` as a bearer header).
     `readonly`: the maintenance read-only mode, which refuses every write and delete."""
-    port = free_port()
+    port = port or free_port()
     storage: dict[str, Any] = {
         "filesystem": {"rootdirectory": str(tmp_path / "registry")},
         "delete": {"enabled": True},

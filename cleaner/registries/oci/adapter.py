@@ -404,7 +404,9 @@ class OciRegistry:
         return self._first_seen.lookup(name, seen)
 
     async def _ages_of(self, name: str, listing: Listing) -> dict[str, age.Age]:
-        """Every manifest's age: its own annotation or config, an index its newest child."""
+        """Every manifest's age: its own annotation or config, an index its newest child,
+        a referrer without either its subject's (it follows the subject anyway, and an
+        artifact counted as new forever would be protected forever)."""
         now = self._clock()
         single = [m for m in listing.manifests.values() if not m.is_index]
         own = await self._gather(self._own_age(name, m) for m in single)
@@ -416,6 +418,10 @@ class OciRegistry:
             )
             if found is not None:
                 ages[manifest.digest] = found
+        for digest, manifest in listing.manifests.items():
+            subject = manifest.subject or listing.subjects.get(digest)
+            if digest not in ages and subject in ages:
+                ages[digest] = age.of_subject(ages[subject])
         return {d: ages.get(d) or age.unknown_age(now) for d in listing.manifests}
 
     async def _own_age(self, name: str, manifest: Manifest) -> age.Age | None:

@@ -7,7 +7,8 @@ The distribution spec has no push time (a HEAD of a manifest or blob returns no
    https://github.com/opencontainers/image-spec/blob/main/annotations.md);
 2. the image config's `created` (image-spec config.md: "combined date and time at which the
    image was created", RFC 3339);
-3. for an index, the newest of its children's times.
+3. for an index, the newest of its children's times;
+4. for a referrer with neither, its subject's.
 
 A builder may pin these: reproducible builds set `SOURCE_DATE_EPOCH`, often 0, so the image
 claims 1970. A time before Docker existed (2013-03-20, the guard gcr-cleaner uses) is taken
@@ -75,6 +76,11 @@ def config_age(config: Mapping[str, Any]) -> Age | None:
 def newest_child_age(children: Iterable[Age]) -> Age | None:
     known = [child.at for child in children if child.known]
     return Age(max(known), NEWEST_CHILD) if known else None
+
+
+def of_subject(subject: Age) -> Age:
+    """A referrer's age when it has none of its own: its subject's."""
+    return Age(subject.at, f"subject {subject.source}")
 
 
 def unknown_age(now: datetime) -> Age:
