@@ -1,0 +1,116 @@
+"""A token server and an authenticating front for a real registry, both aiohttp on loopback.
+
+The front answers 401 with the challenge Docker Hub, GHCR and Harbor send
+(`Bearer realm=...,service=...,scope=repository:<name>:<action>`, or `Basic`), and passes
+authenticated requests on to the registry behind it, as a reverse proxy in front of
+distribution would. Token server and front share the tokens they issued.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+USER, PASSWORD = "ci", "s3cret"
+SERVICE = "test-registry"
+_ACTIONS = {"GET": "pull", "HEAD": "pull", "PUT": "push", "POST": "push", "PATCH": "push",
+            "DELETE": "delete"}  # fmt: skip
+_HOP = {"Host", "Authorization", "Content-Length", "Transfer-Encoding", "Connection"}
+
+
+@dataclass
+class Gate:
+    upstream: str
+    scheme: str = "bearer"
+    """"bearer" (a token from our token server) or "basic"."""
+    issued: dict[str, str] = field(default_factory=dict)
+    """Token -> the scope it grants."""
+    asked: list[str] = field(default_factory=list)
+    """Every scope the token server was asked for, in order."""
+    url: str = ""
+
+    async def token(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != _basic(USER, PASSWORD):
+            return web.json_response({"errors": [{"code": "DENIED"}]}, status=401)
+        scope = request.query.get("scope", "")
+        self.asked.append(scope)
+        token = f"t{len(self.issued)}"
+        self.issued[token] = scope
+        return web.json_response({"token": token, "expires_in": 300})
+
+    def _needed(self, request: web.Request) -> str:
+        path = request.path.removeprefix("/v2/")
+        if not path or path.startswith("_catalog"):
+            return "registry:catalog:*" if path else ""
+        for marker in ("/manifests/", "/blobs/", "/tags/", "/referrers/"):
+            if marker in path:
+                name = path.split(marker)[0]
+                return f"repository:{name}:{_ACTIONS[request.method]}"
+        return ""
+
+    def _allowed(self, request: web.Request, needed: str) -> bool:
+        given = request.headers.get("Authorization", "")
+        if self.scheme == "basic":
+            return given == _basic(USER, PASSWORD)
+        scope = self.issued.get(given.removeprefix("Bearer "))
+        if scope is None or not needed:
+            return scope is not None
+        kind, _, actions = needed.rpartition(":")
+        granted_kind, _, granted = scope.rpartition(":")
+        return kind == granted_kind and actions in [*granted.split(","), "*"]
+
+    async def front(self, request: web.Request) -> web.StreamResponse:
+        needed = self._needed(request)
+        if not self._allowed(request, needed):
+            return web.json_response(
+                {"errors": [{"code": "UNAUTHORIZED"}]},
+                status=401,
+                headers={"WWW-Authenticate": self._challenge(needed)},
+            )
+        return await self._forward(request)
+
+    def _challenge(self, needed: str) -> str:
+        if self.scheme == "basic":
+            return 'Basic realm="test"'
+        scope = f',scope="{needed}"' if needed else ""
+        return f'Bearer realm="{self.url}/token",service="{SERVICE}"{scope}'
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k not in _HOP}
+        async with aiohttp.ClientSession() as session, session.request(
+            request.method, self.upstream + request.path_qs, headers=headers,
+            data=await request.read(), allow_redirects=False,
+        ) as answer:  # fmt: skip
+            body = await answer.read()
+            out = {k: v for k, v in answer.headers.items() if k not in _HOP}
+            if "Location" in out:  # uploads continue through the front, not around it
+                out["Location"] = out["Location"].replace(self.upstream, self.url)
+            return web.Response(status=answer.status, body=body, headers=out)
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@asynccontextmanager
+async def gated(upstream: str, scheme: str = "bearer") -> AsyncIterator[Gate]:
+    """The front and token server on one loopback port; yields the gate (its `url` set)."""
+    gate = Gate(upstream, scheme)
+    app = web.Application(client_max_size=16 << 20)
+    app.router.add_get("/token", gate.token)
+    app.router.add_route("*", "/v2/{tail:.*}", gate.front)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    gate.url = f"http://127.0.0.1:{port}"
+    try:
+        yield gate
+    finally:
+        await runner.cleanup()
