@@ -126,3 +126,24 @@ def test_hosts_compare_without_the_default_port() -> None:
     assert host_of("https://Reg.Example:443/v2/") == "reg.example"
     assert host_of("http://127.0.0.1:5000") == "127.0.0.1:5000"
     assert host_of("127.0.0.1:5000") == "127.0.0.1:5000"
+
+
+async def test_a_listing_reads_each_manifest_once_and_probes_referrers_once(
+    distribution: str,
+) -> None:
+    """Manifests and configs never change under a digest: a second listing only asks
+    which digest each tag names; the missing referrers API costs one 404, not one per image."""
+    push = Pusher(distribution)
+    for i in range(5):
+        push.image("counted/app", f"v{i}", created="2026-11-01T00:00:00Z", salt=str(i))
+    async with gated(distribution) as gate, OciRegistry.connect(gate.url, login=LOGIN) as registry:
+        await registry.images(Repository("counted/app"))
+        first = list(gate.requests)
+        gate.requests.clear()
+        await registry.images(Repository("counted/app"))
+    assert sum("/referrers/" in path for _, path in first) == 1
+    # 5 manifests, and one config: the five share it (same created time, same platform)
+    assert sum(m == "GET" and "/manifests/" in p for m, p in first) == 5
+    assert sum("/blobs/" in path for _, path in first) == 1
+    assert sorted({m for m, _ in gate.requests}) == ["GET", "HEAD"]
+    assert sum(m == "GET" for m, _ in gate.requests) == 1  # tags/list

@@ -33,6 +33,8 @@ class Gate:
     asked: list[str] = field(default_factory=list)
     """Every scope the token server was asked for, in order."""
     url: str = ""
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    """(method, path) of every request the front passed on."""
 
     async def token(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != _basic(USER, PASSWORD):
@@ -72,6 +74,7 @@ class Gate:
                 status=401,
                 headers={"WWW-Authenticate": self._challenge(needed)},
             )
+        self.requests.append((request.method, request.path))
         return await self._forward(request)
 
     def _challenge(self, needed: str) -> str:

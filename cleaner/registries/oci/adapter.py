@@ -331,7 +331,11 @@ class OciRegistry:
         if self._referrers_api is False or not fresh:
             return []
         repository = Repository(name)
-        answers = await self._gather(self.referrers(repository, m.digest) for m in fresh)
+        answers = []
+        if self._referrers_api is None:  # one probe, not one 404 per manifest
+            answers.append(await self.referrers(repository, fresh[0].digest))
+            fresh = fresh[1:] if self._referrers_api else []
+        answers += await self._gather(self.referrers(repository, m.digest) for m in fresh)
         return [d for found in answers if found for d in found if d not in listing.manifests]
 
     async def _resolve(self, name: str, tag: str) -> str | None:
@@ -409,8 +413,17 @@ class OciRegistry:
         artifact counted as new forever would be protected forever)."""
         now = self._clock()
         single = [m for m in listing.manifests.values() if not m.is_index]
-        own = await self._gather(self._own_age(name, m) for m in single)
-        ages = {m.digest: a for m, a in zip(single, own, strict=True) if a is not None}
+        unread = list(
+            {c: None for m in single if (c := m.readable_config()) and c not in self._ages}
+        )
+        read = await self._gather(self._config_age(name, c) for c in unread)
+        self._ages.update(zip(unread, read, strict=True))
+        ages: dict[str, age.Age] = {}
+        for manifest in single:
+            config = manifest.readable_config()
+            found = age.annotation_age(manifest.doc) or (self._ages[config] if config else None)
+            if found is not None:
+                ages[manifest.digest] = found
         indexes = [m for m in listing.manifests.values() if m.is_index]
         for manifest in _innermost_first(indexes):
             found = age.annotation_age(manifest.doc) or age.newest_child_age(
@@ -423,15 +436,6 @@ class OciRegistry:
             if digest not in ages and subject in ages:
                 ages[digest] = age.of_subject(ages[subject])
         return {d: ages.get(d) or age.unknown_age(now) for d in listing.manifests}
-
-    async def _own_age(self, name: str, manifest: Manifest) -> age.Age | None:
-        annotated = age.annotation_age(manifest.doc)
-        config = manifest.readable_config()
-        if annotated is not None or config is None:
-            return annotated
-        if config not in self._ages:
-            self._ages[config] = await self._config_age(name, config)
-        return self._ages[config]
 
     async def _config_age(self, name: str, digest: str) -> age.Age | None:
         answer = await self._http.request(
