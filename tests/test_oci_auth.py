@@ -22,10 +22,8 @@ from cleaner.planning.policy_file import parse_policy_file
 from cleaner.registries.oci import OciRegistry
 from cleaner.registries.oci.auth import Login, find_login, host_of, parse_challenge
 from tests.support.oci import Pusher
-from tests.support.oci_auth import PASSWORD, USER, gated
+from tests.support.oci_auth import LOGIN, USER, gated
 from tests.support.policies import keep_newest_rule
-
-LOGIN = Login(USER, PASSWORD, "test")
 
 
 def test_a_bearer_challenge_is_read_with_its_quoted_parameters() -> None:

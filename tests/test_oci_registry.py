@@ -21,6 +21,7 @@ from cleaner.planning.references import parse_reference
 from cleaner.registries.oci import OciRegistry
 from cleaner.registries.oci.first_seen import FirstSeen
 from tests.support.oci import Pusher, binary, running_registry
+from tests.support.oci_auth import LOGIN, gated
 from tests.support.policies import keep_newest_rule
 
 NOW = datetime.now(UTC)  # the adapter's clock too: an image with no created time is "now"
@@ -227,6 +228,25 @@ async def test_referrers_through_the_fallback_tag_follow_their_subject(
     expired = {d for d, one in decisions.items() if one.verdict is Verdict.EXPIRE}
     assert old in expired and len(expired) == 3  # the image, its fallback index, its signature
     assert by_subject[old] not in decisions  # listed by no index, tag or API: invisible
+
+
+async def test_referrers_from_the_referrers_api_follow_their_subject(distribution: str) -> None:
+    """distribution 2.8 has no referrers API, so the front in `oci_auth` answers it, the
+    way a registry with one would; the referrers themselves are real manifests."""
+    push, name = Pusher(distribution), fresh()
+    old = push.image(name, "old", created=day(1))
+    push.image(name, "new", created=day(2))
+    signature = push.image(name, None, subject=old, artifact_type="application/vnd.example.sig")
+    async with gated(distribution) as gate:
+        gate.referrers = {old: [signature]}
+        async with OciRegistry.connect(gate.url, login=LOGIN) as registry:
+            report = await sweep(registry, name, keep(1))
+
+    assert report.ok, report
+    assert push.tags(name) == ["new"]
+    assert not push.exists(name, signature)
+    expired = [d.image.digest for d in report.repositories[0].plan.expire]
+    assert set(expired) == {old, signature}
 
 
 async def test_cosign_signature_tags_follow_their_image(

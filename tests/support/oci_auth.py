@@ -16,8 +16,13 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from cleaner.registries.oci.auth import Login
+
 USER, PASSWORD = "ci", "s3cret"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 SERVICE = "test-registry"
+LOGIN = Login(USER, PASSWORD, "test")
 _ACTIONS = {"GET": "pull", "HEAD": "pull", "PUT": "push", "POST": "push", "PATCH": "push",
             "DELETE": "delete"}  # fmt: skip
 _HOP = {"Host", "Authorization", "Content-Length", "Transfer-Encoding", "Connection"}
@@ -33,6 +38,9 @@ class Gate:
     asked: list[str] = field(default_factory=list)
     """Every scope the token server was asked for, in order."""
     url: str = ""
+    referrers: dict[str, list[str]] | None = None
+    """When set, the front answers the referrers API itself (distribution 2.8 has none):
+    subject digest -> its referrers' digests."""
     requests: list[tuple[str, str]] = field(default_factory=list)
     """(method, path) of every request the front passed on."""
 
@@ -75,6 +83,12 @@ class Gate:
                 headers={"WWW-Authenticate": self._challenge(needed)},
             )
         self.requests.append((request.method, request.path))
+        if "/referrers/" in request.path and self.referrers is not None:
+            subject = request.path.rsplit("/", 1)[-1]
+            entries = [{"mediaType": OCI_MANIFEST, "digest": d, "size": 1}
+                       for d in self.referrers.get(subject, [])]  # fmt: skip
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+            return web.json_response(index, content_type=OCI_INDEX)
         return await self._forward(request)
 
     def _challenge(self, needed: str) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -64,6 +65,9 @@ BATCH_LIMIT = 100
 batches re-read less; the registry itself takes one digest per DELETE."""
 PARALLEL = 8
 """Requests in flight per repository listing."""
+RECHECK_REUSE_S = 5.0
+"""`delete` reuses the listing `recheck` read this recently: the engine re-checks each
+batch just before deleting it, and reading the repository twice per batch buys nothing."""
 REFERENCED = "REFERENCED_BY_INDEX"
 UNTAGGED = "UNTAGGED_ONLY"
 UNTAG_REFUSED = "UNTAG_REFUSED"
@@ -116,6 +120,8 @@ class OciRegistry:
         """Config digest -> the age its `created` gives (None: none usable)."""
         self._referrers_api: bool | None = None
         """Does the registry offer GET /v2/<name>/referrers? None until asked once."""
+        self._rechecked: dict[str, tuple[float, Listing]] = {}
+        """Repository -> (monotonic time, listing) of its last recheck."""
 
     @classmethod
     @asynccontextmanager
@@ -168,6 +174,7 @@ class OciRegistry:
         if len(wanted) > BATCH_LIMIT:
             raise ValueError(f"at most {BATCH_LIMIT} digests per call, got {len(wanted)}")
         listing = await self._listing(repository.name)
+        self._rechecked[repository.name] = (time.monotonic(), listing)
         for digest in [d for d in wanted if d not in listing.manifests]:
             manifest = await self._manifest(repository.name, digest)
             if manifest is not None:
@@ -208,7 +215,9 @@ class OciRegistry:
         wanted = list(dict.fromkeys(digests))
         if len(wanted) > BATCH_LIMIT:
             raise ValueError(f"at most {BATCH_LIMIT} digests per call, got {len(wanted)}")
-        listing = await self._listing(repository.name)
+        taken, listing = self._rechecked.pop(repository.name, (0.0, None))
+        if listing is None or time.monotonic() - taken > RECHECK_REUSE_S:
+            listing = await self._listing(repository.name)
         holders = listing.holders()
         deleted: list[str] = []
         failures: list[DeleteFailure] = []
