@@ -88,7 +88,14 @@ class Listing:
     """A referrer's digest -> its subject, where the manifest does not say (fallback index)."""
 
     def tags_of(self, digest: str) -> tuple[str, ...]:
-        return tuple(sorted(t for t, d in self.tags.items() if d == digest))
+        return self.tags_by_digest().get(digest, ())
+
+    def tags_by_digest(self) -> dict[str, tuple[str, ...]]:
+        """Digest -> its tags, sorted; one pass over the tags, not one per image."""
+        grouped: dict[str, list[str]] = {}
+        for tag, digest in sorted(self.tags.items()):
+            grouped.setdefault(digest, []).append(tag)
+        return {digest: tuple(tags) for digest, tags in grouped.items()}
 
     def holders(self) -> dict[str, set[str]]:
         """Digest -> the present indexes that list it."""
@@ -396,10 +403,11 @@ class OciRegistry:
             seen = {d: a.at for d, a in ages.items()}
             observed = await asyncio.to_thread(self._observe, name, seen, record)
             ages = {d: age.Age(observed.get(d, a.at), FIRST_SEEN) for d, a in ages.items()}
+        tags = listing.tags_by_digest()
         return [
             Image(
                 digest=m.digest,
-                tags=listing.tags_of(m.digest),
+                tags=tags.get(m.digest, ()),
                 pushed_at=ages[m.digest].at,
                 size=m.size,
                 media_type=m.media_type,
