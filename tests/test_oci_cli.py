@@ -112,3 +112,16 @@ async def test_a_registry_key_beside_targets_is_refused(
     code, _ = await run_cli("validate", policy)
     assert code == 2
     assert "registry names one OCI registry" in capsys.readouterr().err
+
+
+def test_serve_takes_the_registry_flags_and_never_shows_the_password(tmp_path: Path) -> None:
+    from cleaner.settings import parse_args
+
+    seen = str(tmp_path / "s.json")
+    argv = ["serve", "--policy", "p.yaml", "--registry", "https://reg.example:5000/",
+            "--registry-username", "robot", "--first-seen-file", seen]  # fmt: skip
+    settings = parse_args(argv, environ={"CLEANER_REGISTRY_PASSWORD": "hunter2"})
+    engine = settings.engine
+    assert engine is not None and engine.registry == "https://reg.example:5000"
+    assert (engine.registry_username, engine.registry_password) == ("robot", "hunter2")
+    assert "hunter2" not in repr(settings)

@@ -181,3 +181,36 @@ async def test_a_harbor_webhook_prunes_that_repository(
             assert unauthorized.status == 401
         await until(lambda: push.tags("harbor/app") == ["v2", "v3"], within=20)
     assert body["status"] == "accepted" and body["repository"] == "harbor/app"
+
+
+async def test_an_envelope_of_several_pushes_prunes_each_repository_once_answered(
+    distribution: str, aiohttp_client: Any
+) -> None:
+    push = Pusher(distribution)
+    for name in ("multi/a", "multi/b"):
+        for day in (1, 2):
+            push.image(name, f"v{day}", created=f"2026-11-0{day}T00:00:00Z")
+    policy = parse_policy_file(
+        {
+            "repositories": [{"match": "multi/*", "rules": [keep_newest_rule(1)]}],
+            "protect": {"newer_than": "0s", "in_use": False},
+            "safety": {"keep_at_least": 0},
+        }
+    )
+    body = envelope(
+        distribution_event("m1", repository="multi/a"),
+        distribution_event("m2", media_type=LAYER, repository="multi/b"),
+        distribution_event("m3", repository="multi/b"),
+    )
+    settings = EngineSettings(policy_path="unused", registry=distribution)
+    async with wiring.open_receiver(settings, ServeSettings(debounce_s=0.1), policy, TOKEN) as app:
+        client = await aiohttp_client(app)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with client.post("/events", data=body, headers=headers) as answer:
+            first = (answer.status, await answer.json())
+        async with client.post("/events", data=body, headers=headers) as again:
+            second = (again.status, await again.json())
+        await until(lambda: push.tags("multi/a") == push.tags("multi/b") == ["v2"], within=20)
+    assert first[0] == 202 and first[1]["status"] == "accepted", first
+    # Redelivered (distribution retries until a 2xx): every event id was seen already.
+    assert second[0] == 200 and second[1]["status"] == "duplicate", second
