@@ -249,6 +249,37 @@ async def test_referrers_from_the_referrers_api_follow_their_subject(distributio
     assert set(expired) == {old, signature}
 
 
+async def test_harbors_push_time_wins_over_created_times(distribution: str) -> None:
+    """Harbor is not installable here: our front answers its v2.0 API over the real
+    registry; the artifacts' push times say the opposite of their config created times."""
+    push, name = Pusher(distribution), fresh() + "/deep"  # Harbor: project t<n>, repo app/deep
+    first = push.image(name, "first", created=day(9))
+    second = push.image(name, "second", created=day(1))
+    never = "0001-01-01T00:00:00.000Z"
+    async with gated(distribution) as gate:
+        gate.harbor = {
+            name: [
+                {"digest": first, "push_time": "2026-11-02T10:00:00.123Z", "pull_time": never},
+                {
+                    "digest": second,
+                    "push_time": "2026-11-03T10:00:00.000Z",
+                    "pull_time": "2026-11-20T08:00:00.000Z",
+                },
+            ]
+        }
+        async with OciRegistry.connect(gate.url, login=LOGIN) as registry:
+            images = {i.digest: i for i in await registry.images(Repository(name))}
+            report = await sweep(registry, name, keep(1))
+
+    assert images[first].age_from == "pushed" and images[first].pushed_at.day == 2
+    assert images[first].last_pulled_at is None
+    assert images[second].last_pulled_at == datetime(2026, 11, 20, 8, tzinfo=UTC)
+    assert report.ok, report
+    assert push.tags(name) == ["second"]
+    probes = [path for _, path in gate.requests if path.endswith("/systeminfo")]
+    assert probes == ["/api/v2.0/systeminfo"]  # asked once per registry, not per listing
+
+
 async def test_cosign_signature_tags_follow_their_image(
     distribution: str, registry: OciRegistry
 ) -> None:

@@ -12,6 +12,7 @@ import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +42,9 @@ class Gate:
     referrers: dict[str, list[str]] | None = None
     """When set, the front answers the referrers API itself (distribution 2.8 has none):
     subject digest -> its referrers' digests."""
+    harbor: dict[str, list[dict[str, str]]] | None = None
+    """When set, the front also answers as Harbor's v2.0 API: repository -> its artifacts
+    (`digest`, `push_time`, `pull_time`), as `GET .../artifacts` lists them."""
     requests: list[tuple[str, str]] = field(default_factory=list)
     """(method, path) of every request the front passed on."""
 
@@ -91,6 +95,23 @@ class Gate:
             return web.json_response(index, content_type=OCI_INDEX)
         return await self._forward(request)
 
+    async def harbor_api(self, request: web.Request) -> web.Response:
+        """`/api/v2.0/systeminfo` and `/api/v2.0/projects/{p}/repositories/{r}/artifacts`,
+        Basic auth as Harbor's API takes it; a 404 unless `harbor` is set."""
+        self.requests.append((request.method, request.path))
+        if self.harbor is None:
+            raise web.HTTPNotFound()
+        if request.path == "/api/v2.0/systeminfo":
+            return web.json_response({"harbor_version": "v2.11.0-test"})
+        if request.headers.get("Authorization") != _basic(USER, PASSWORD):
+            return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401)
+        parts = request.raw_path.split("?")[0].split("/")  # still encoded: a%252Fb
+        project, repository = parts[4], unquote(unquote(parts[6]))
+        artifacts = self.harbor.get(f"{project}/{repository}", [])
+        page = int(request.query.get("page", "1"))
+        size = int(request.query.get("page_size", "10"))
+        return web.json_response(artifacts[(page - 1) * size : page * size])
+
     def _challenge(self, needed: str) -> str:
         if self.scheme == "basic":
             return 'Basic realm="test"'
@@ -121,6 +142,7 @@ async def gated(upstream: str, scheme: str = "bearer") -> AsyncIterator[Gate]:
     app = web.Application(client_max_size=16 << 20)
     app.router.add_get("/token", gate.token)
     app.router.add_route("*", "/v2/{tail:.*}", gate.front)
+    app.router.add_get("/api/v2.0/{tail:.*}", gate.harbor_api)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -54,6 +54,7 @@ from cleaner.registries.oci.documents import (
 )
 from cleaner.registries.oci.first_seen import SOURCE as FIRST_SEEN
 from cleaner.registries.oci.first_seen import FirstSeen
+from cleaner.registries.oci.harbor import HarborTimes, Times
 from cleaner.registries.oci.paging import paged
 from cleaner.registries.oci.transport import Transport, failed
 
@@ -119,6 +120,7 @@ class OciRegistry:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._http = transport
+        self._harbor = HarborTimes(transport)
         self.host = host_of(transport.base_url)
         self._first_seen = first_seen
         self._clock = clock
@@ -398,7 +400,8 @@ class OciRegistry:
     # --- images and their ages ---------------------------------------------------------------
 
     async def _images(self, name: str, listing: Listing, *, record: bool = True) -> list[Image]:
-        ages = await self._ages_of(name, listing)
+        recorded = await self._harbor.times(name) or {}
+        ages = await self._ages_of(name, listing, recorded)
         if self._first_seen is not None:
             seen = {d: a.at for d, a in ages.items()}
             observed = await asyncio.to_thread(self._observe, name, seen, record)
@@ -414,6 +417,7 @@ class OciRegistry:
                 artifact_media_type=m.artifact_type,
                 subject=m.subject or listing.subjects.get(m.digest),
                 age_from=ages[m.digest].source,
+                last_pulled_at=recorded[m.digest].pulled if m.digest in recorded else None,
             )
             for m in listing.manifests.values()
         ]
@@ -424,25 +428,24 @@ class OciRegistry:
             return self._first_seen.observe(name, seen)
         return self._first_seen.lookup(name, seen)
 
-    async def _ages_of(self, name: str, listing: Listing) -> dict[str, age.Age]:
-        """Every manifest's age: its own annotation or config, an index its newest child,
-        a referrer without either its subject's (it follows the subject anyway, and an
-        artifact counted as new forever would be protected forever)."""
+    async def _ages_of(
+        self, name: str, listing: Listing, recorded: dict[str, Times]
+    ) -> dict[str, age.Age]:
+        """Every manifest's age: the registry's push record, else its own annotation or
+        config, an index its newest child, a referrer without either its subject's (it
+        follows the subject anyway, and an artifact counted as new forever would be
+        protected forever)."""
         now = self._clock()
-        single = [m for m in listing.manifests.values() if not m.is_index]
-        unread = list(
-            {c: None for m in single if (c := m.readable_config()) and c not in self._ages}
-        )
-        read = await self._gather(self._config_age(name, c) for c in unread)
-        self._ages.update(zip(unread, read, strict=True))
-        ages: dict[str, age.Age] = {}
+        ages = {d: age.Age(t.pushed, age.PUSHED) for d, t in recorded.items()}
+        todo = [m for m in listing.manifests.values() if m.digest not in ages]
+        single = [m for m in todo if not m.is_index]
+        await self._read_configs(name, single)
         for manifest in single:
             config = manifest.readable_config()
             found = age.annotation_age(manifest.doc) or (self._ages[config] if config else None)
             if found is not None:
                 ages[manifest.digest] = found
-        indexes = [m for m in listing.manifests.values() if m.is_index]
-        for manifest in _innermost_first(indexes):
+        for manifest in _innermost_first([m for m in todo if m.is_index]):
             found = age.annotation_age(manifest.doc) or age.newest_child_age(
                 ages[c] for c in manifest.children if c in ages
             )
@@ -453,6 +456,13 @@ class OciRegistry:
             if digest not in ages and subject in ages:
                 ages[digest] = age.of_subject(ages[subject])
         return {d: ages.get(d) or age.unknown_age(now) for d in listing.manifests}
+
+    async def _read_configs(self, name: str, manifests: list[Manifest]) -> None:
+        """The `created` of every config not read yet, each distinct config once."""
+        configs = (m.readable_config() for m in manifests)
+        unread = list({c: None for c in configs if c and c not in self._ages})
+        read = await self._gather(self._config_age(name, c) for c in unread)
+        self._ages.update(zip(unread, read, strict=True))
 
     async def _config_age(self, name: str, digest: str) -> age.Age | None:
         answer = await self._http.request(

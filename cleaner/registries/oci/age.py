@@ -3,6 +3,7 @@
 The distribution spec has no push time (a HEAD of a manifest or blob returns no
 `Last-Modified` on distribution 2.8). So, in order:
 
+0. the registry's own record where it has one (Harbor: `cleaner.registries.oci.harbor`);
 1. the manifest's `org.opencontainers.image.created` annotation (image-spec annotations.md,
    https://github.com/opencontainers/image-spec/blob/main/annotations.md);
 2. the image config's `created` (image-spec config.md: "combined date and time at which the
@@ -27,6 +28,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 CREATED_ANNOTATION = "org.opencontainers.image.created"
+PUSHED = "pushed"
+"""The registry's own push record (Harbor's `push_time`), where it keeps one."""
 DOCKER_EXISTS = datetime(2013, 3, 20, tzinfo=UTC)
 ANNOTATION = "annotation created"
 CONFIG = "config created"
@@ -40,7 +43,8 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 class Age:
     at: datetime
     source: str
-    """One of ANNOTATION, CONFIG, NEWEST_CHILD, UNKNOWN (or the first-seen word)."""
+    """One of PUSHED, ANNOTATION, CONFIG, NEWEST_CHILD, UNKNOWN, "subject ..." (or the
+    first-seen word)."""
 
     @property
     def known(self) -> bool:
