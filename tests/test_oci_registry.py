@@ -280,6 +280,34 @@ async def test_harbors_push_time_wins_over_created_times(distribution: str) -> N
     assert probes == ["/api/v2.0/systeminfo"]  # asked once per registry, not per listing
 
 
+async def test_githubs_package_versions_give_ghcr_push_times(
+    distribution: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GHCR is not reachable here: our front answers GitHub's Packages API beside the real
+    registry, for a user's package (the organization path 404s first), in pages."""
+    push, name = Pusher(distribution), fresh() + "/svc"
+    owner, package = name.split("/", 1)
+    digests = [push.image(name, f"v{i}", created=day(20 - i)) for i in range(3)]
+    versions = [
+        {"id": i, "name": d, "created_at": f"2026-11-0{i + 1}T00:00:00Z", "updated_at": day(28)}
+        for i, d in enumerate(digests)
+    ]
+    monkeypatch.setattr("cleaner.registries.oci.github.PER_PAGE", 2)  # so 3 versions page
+    async with gated(distribution) as gate:
+        gate.github = {f"users/{owner}/{package}": versions}
+        async with OciRegistry.connect(gate.url, login=LOGIN, github_api=gate.url) as registry:
+            images = {i.digest: i for i in await registry.images(Repository(name))}
+            report = await sweep(registry, name, keep(1))
+
+    assert [images[d].pushed_at.day for d in digests] == [1, 2, 3]
+    assert {i.age_from for i in images.values()} == {"pushed"}
+    assert report.ok, report
+    assert push.tags(name) == ["v2"]  # the newest push, though its config is the oldest
+    asked = [path.split("/")[1] for _, path in gate.requests if path.endswith("/versions")]
+    assert asked[:3] == ["orgs", "users", "users"]  # a user's package, in two pages
+    assert "orgs" not in asked[3:]  # learnt: the next listings ask the users path only
+
+
 async def test_cosign_signature_tags_follow_their_image(
     distribution: str, registry: OciRegistry
 ) -> None:

@@ -45,6 +45,9 @@ class Gate:
     harbor: dict[str, list[dict[str, str]]] | None = None
     """When set, the front also answers as Harbor's v2.0 API: repository -> its artifacts
     (`digest`, `push_time`, `pull_time`), as `GET .../artifacts` lists them."""
+    github: dict[str, list[dict[str, str]]] | None = None
+    """When set, the front also answers as GitHub's Packages API: `users/<owner>/<package>`
+    or `orgs/<owner>/<package>` -> its versions (`name` the digest, `created_at`)."""
     requests: list[tuple[str, str]] = field(default_factory=list)
     """(method, path) of every request the front passed on."""
 
@@ -112,6 +115,22 @@ class Gate:
         size = int(request.query.get("page_size", "10"))
         return web.json_response(artifacts[(page - 1) * size : page * size])
 
+    async def github_api(self, request: web.Request) -> web.Response:
+        """`/{orgs|users}/{owner}/packages/container/{package}/versions`, paged by `Link`."""
+        self.requests.append((request.method, request.path))
+        if request.headers.get("Authorization") != f"Bearer {PASSWORD}":
+            return web.json_response({"message": "Requires authentication"}, status=401)
+        parts = request.raw_path.split("?")[0].split("/")
+        key = f"{parts[1]}/{parts[2]}/{unquote(parts[5])}"
+        if self.github is None or key not in self.github:
+            return web.json_response({"message": "Package not found."}, status=404)
+        page, size = int(request.query.get("page", "1")), int(request.query["per_page"])
+        versions = self.github[key][(page - 1) * size : page * size]
+        more = page * size < len(self.github[key])
+        following = f"{self.url}{request.raw_path.split('?')[0]}?per_page={size}&page={page + 1}"
+        link = {"Link": f'<{following}>; rel="next"'}
+        return web.json_response(versions, headers=link if more else None)
+
     def _challenge(self, needed: str) -> str:
         if self.scheme == "basic":
             return 'Basic realm="test"'
@@ -143,6 +162,7 @@ async def gated(upstream: str, scheme: str = "bearer") -> AsyncIterator[Gate]:
     app.router.add_get("/token", gate.token)
     app.router.add_route("*", "/v2/{tail:.*}", gate.front)
     app.router.add_get("/api/v2.0/{tail:.*}", gate.harbor_api)
+    app.router.add_get("/{kind:orgs|users}/{tail:.*}", gate.github_api)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

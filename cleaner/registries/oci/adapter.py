@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -54,6 +54,7 @@ from cleaner.registries.oci.documents import (
 )
 from cleaner.registries.oci.first_seen import SOURCE as FIRST_SEEN
 from cleaner.registries.oci.first_seen import FirstSeen
+from cleaner.registries.oci.github import GithubPackages
 from cleaner.registries.oci.harbor import HarborTimes, Times
 from cleaner.registries.oci.paging import paged
 from cleaner.registries.oci.transport import Transport, failed
@@ -76,6 +77,14 @@ UNTAG_REFUSED = "UNTAG_REFUSED"
 EMPTY_JSON = b"{}"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 _HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "docker.io")
+GHCR = "ghcr.io"
+GITHUB_API = "https://api.github.com"
+
+
+class RecordedTimes(Protocol):
+    """A registry's own push (and pull) record, where it keeps one (Harbor, GitHub)."""
+
+    async def times(self, name: str) -> dict[str, Times] | None: ...
 
 
 @dataclass(slots=True)
@@ -118,10 +127,17 @@ class OciRegistry:
         *,
         first_seen: FirstSeen | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        github_api: str | None = None,
     ) -> None:
+        """`github_api`: read push times from GitHub's Packages API there (for ghcr.io,
+        https://api.github.com unless given); elsewhere, from Harbor's API if it is one."""
         self._http = transport
-        self._harbor = HarborTimes(transport)
         self.host = host_of(transport.base_url)
+        if github_api is None and self.host == GHCR:
+            github_api = GITHUB_API
+        self._recorded: RecordedTimes = (
+            GithubPackages(transport, github_api) if github_api else HarborTimes(transport)
+        )
         self._first_seen = first_seen
         self._clock = clock
         self._manifests: dict[str, Manifest] = {}
@@ -141,10 +157,12 @@ class OciRegistry:
         login: Login | None = None,
         first_seen: FirstSeen | None = None,
         max_connections: int = 10,
+        github_api: str | None = None,
     ) -> AsyncIterator[OciRegistry]:
         connector = aiohttp.TCPConnector(limit=max(max_connections, PARALLEL))
         async with aiohttp.ClientSession(connector=connector) as session:
-            yield cls(Transport(session, base_url.rstrip("/"), login), first_seen=first_seen)
+            transport = Transport(session, base_url.rstrip("/"), login)
+            yield cls(transport, first_seen=first_seen, github_api=github_api)
 
     # --- the port: reading -------------------------------------------------------------------
 
@@ -400,7 +418,7 @@ class OciRegistry:
     # --- images and their ages ---------------------------------------------------------------
 
     async def _images(self, name: str, listing: Listing, *, record: bool = True) -> list[Image]:
-        recorded = await self._harbor.times(name) or {}
+        recorded = await self._recorded.times(name) or {}
         ages = await self._ages_of(name, listing, recorded)
         if self._first_seen is not None:
             seen = {d: a.at for d, a in ages.items()}
