@@ -43,8 +43,10 @@ class GithubPackages:
         """Owner -> "orgs" or "users", once learnt."""
 
     async def times(self, name: str) -> dict[str, Times] | None:
+        """None without a login (the API wants a token even for public packages) or a
+        package: the ages then come from created times."""
         owner, _, package = name.partition("/")
-        if not package:
+        if not package or self._http.login is None:
             return None
         for kind in [self._kinds[owner]] if owner in self._kinds else ["orgs", "users"]:
             url = (
