@@ -81,3 +81,16 @@ def test_an_index_without_a_media_type_field_is_still_an_index() -> None:
     body = json.dumps({"schemaVersion": 2, "manifests": [{"digest": "sha256:" + "c" * 64}]})
     manifest = Manifest.parse("sha256:x", body.encode())
     assert manifest.is_index and manifest.children == ("sha256:" + "c" * 64,)
+
+
+def test_the_manifest_cache_forgets_the_least_recently_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cleaner.registries.oci import adapter
+
+    monkeypatch.setattr(adapter, "CACHED", 2)
+    cache: adapter.Bounded[int] = adapter.Bounded()
+    cache["a"], cache["b"] = 1, 2
+    assert cache.get_fresh("a") == 1  # now the most recent
+    cache["c"] = 3
+    assert sorted(cache) == ["a", "c"]

@@ -7,8 +7,9 @@ and what it lacks decide the shape:
   digest), everything an index lists (platform manifests, attestations), and the referrers
   found through the referrers API or the fallback tag `sha256-<hex>`. A manifest reachable
   only by its digest is invisible, so never deleted here; the registry's GC removes it.
-- There is no push time: `Image.pushed_at` comes from `cleaner.registries.oci.age` (or the
-  first-seen record), and `Image.age_from` says from where.
+- There is no push time in the spec: `Image.pushed_at` is Harbor's or GitHub's own record
+  where there is one, else it comes from `cleaner.registries.oci.age` (or the first-seen
+  record), and `Image.age_from` says from where.
 - Deleting is by digest (`DELETE /v2/<name>/manifests/<digest>`), and the registry does not
   refuse to delete a manifest an index still lists. So `delete` refuses it here, as ECR
   would (`FailureKind.REFERENCED`), after re-reading which indexes are present; a tagged one
@@ -25,6 +26,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,6 +63,7 @@ from cleaner.registries.oci.transport import Transport, failed
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_V = TypeVar("_V")
 
 BATCH_LIMIT = 100
 """Digests per `recheck`/`delete`: each batch re-reads the repository once, so larger
@@ -79,6 +82,28 @@ EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 _HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "docker.io")
 GHCR = "ghcr.io"
 GITHUB_API = "https://api.github.com"
+
+
+CACHED = 100_000
+"""Manifests (and config ages) kept per process, least recently used out first: what a
+digest names never changes, so a long-running receiver need not read it twice, but its
+memory stays bounded (a manifest is a kilobyte or two)."""
+
+
+class Bounded(OrderedDict[str, _V]):
+    """A dict that forgets its least recently used entries beyond CACHED."""
+
+    def get_fresh(self, key: str) -> _V | None:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return None
+
+    def __setitem__(self, key: str, value: _V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > CACHED:
+            self.popitem(last=False)
 
 
 class RecordedTimes(Protocol):
@@ -140,8 +165,8 @@ class OciRegistry:
         )
         self._first_seen = first_seen
         self._clock = clock
-        self._manifests: dict[str, Manifest] = {}
-        self._ages: dict[str, age.Age | None] = {}
+        self._manifests: Bounded[Manifest] = Bounded()
+        self._ages: Bounded[age.Age | None] = Bounded()
         """Config digest -> the age its `created` gives (None: none usable)."""
         self._referrers_api: bool | None = None
         """Does the registry offer GET /v2/<name>/referrers? None until asked once."""
@@ -394,7 +419,7 @@ class OciRegistry:
 
     async def _manifest(self, name: str, digest: str) -> Manifest | None:
         """By digest, from the cache (a digest's manifest never changes) or the registry."""
-        cached = self._manifests.get(digest)
+        cached = self._manifests.get_fresh(digest)
         if cached is None:
             cached = await self._get_manifest(name, digest)
             if cached is not None:
@@ -460,7 +485,7 @@ class OciRegistry:
         await self._read_configs(name, single)
         for manifest in single:
             config = manifest.readable_config()
-            found = age.annotation_age(manifest.doc) or (self._ages[config] if config else None)
+            found = age.annotation_age(manifest.doc) or (self._ages.get(config) if config else None)
             if found is not None:
                 ages[manifest.digest] = found
         for manifest in _innermost_first([m for m in todo if m.is_index]):
