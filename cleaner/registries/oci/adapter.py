@@ -87,7 +87,7 @@ GITHUB_API = "https://api.github.com"
 CACHED = 100_000
 """Manifests (and config ages) kept per process, least recently used out first: what a
 digest names never changes, so a long-running receiver need not read it twice, but its
-memory stays bounded (a manifest is a kilobyte or two)."""
+memory stays bounded, as the engine's own manifest cache is."""
 
 
 class Bounded(OrderedDict[str, _V]):
