@@ -27,7 +27,8 @@ from cleaner.planning.names import is_repository_name
 from cleaner.receiver.events import Ignored, PushEvent, event_from, json_object
 
 MAX_EVENTS = 1000
-"""distribution sends a few events per envelope; a body with more is not from it."""
+"""A bound on one delivery's work; distribution batches what accumulated since its last
+send (its endpoint `threshold`), far fewer than this."""
 HARBOR_PUSH = "PUSH_ARTIFACT"
 MANIFEST_TYPES = frozenset(
     {

@@ -25,7 +25,7 @@ IMAGE_CONFIG_TYPES = frozenset(
     {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 )
 MAX_CONFIG_BYTES = 1 << 20
-"""Image configs are kilobytes; a larger "config" is an artifact's payload, not read."""
+"""A larger "config" is an artifact's payload, not an image config: not read."""
 # The referrers tag schema of the distribution spec ("Referrers Tag Schema"): `<alg>-<ref>`.
 _FALLBACK_TAG = re.compile(r"(sha256)-([0-9a-f]{64})")
 
