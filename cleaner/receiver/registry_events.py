@@ -27,8 +27,7 @@ from cleaner.planning.names import is_repository_name
 from cleaner.receiver.events import Ignored, PushEvent, event_from, json_object
 
 MAX_EVENTS = 1000
-"""A bound on one delivery's work; distribution batches what accumulated since its last
-send (its endpoint `threshold`), far fewer than this."""
+"""A bound on one delivery's work (the body is at most 256 KiB anyway)."""
 HARBOR_PUSH = "PUSH_ARTIFACT"
 MANIFEST_TYPES = frozenset(
     {
