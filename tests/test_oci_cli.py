@@ -125,3 +125,25 @@ def test_serve_takes_the_registry_flags_and_never_shows_the_password(tmp_path: P
     assert engine is not None and engine.registry == "https://reg.example:5000"
     assert (engine.registry_username, engine.registry_password) == ("robot", "hunter2")
     assert "hunter2" not in repr(settings)
+
+
+async def test_the_installed_command_plans_a_registry(distribution: str, tmp_path: Path) -> None:
+    """The same through `python -m cleaner` in its own process: the entry point, argv and
+    the exit code, as a CronJob runs it."""
+    import asyncio
+    import os
+    import sys
+
+    push, name = seed(distribution)
+    argv = ["plan", "--policy", policy_file(tmp_path), "--registry", distribution, "--output",
+            "json", name]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cleaner", *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    [planned] = json.loads(out)["repositories"]
+    assert sorted(t for i in planned["keep"] for t in i["tags"]) == ["v3", "v4"]
+    assert push.tags(name) == ["v1", "v2", "v3", "v4"]
