@@ -91,6 +91,8 @@ def target_specs(settings: EngineSettings, policy: PolicyFile) -> list[TargetSpe
     region to sweep or a target has no repository entries. An OCI registry is one target
     with neither account nor region."""
     if oci_url(settings, policy):
+        if settings.role_arns:
+            raise ConfigError("--role-arn is an ECR account; the policy names an OCI registry")
         one: TargetSpec[RepositoryEntry] = TargetSpec(region="")
         return [one]
     specs = resolve_targets(

@@ -147,3 +147,13 @@ async def test_the_installed_command_plans_a_registry(distribution: str, tmp_pat
     [planned] = json.loads(out)["repositories"]
     assert sorted(t for i in planned["keep"] for t in i["tags"]) == ["v3", "v4"]
     assert push.tags(name) == ["v1", "v2", "v3", "v4"]
+
+
+async def test_a_role_beside_the_policys_registry_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = policy_file(tmp_path, registry="https://reg.example")
+    role = "arn:aws:iam::123456789012:role/x"
+    code, _ = await run_cli("plan", "--policy", policy, "--role-arn", role)
+    assert code == 2
+    assert "--role-arn is an ECR account" in capsys.readouterr().err
