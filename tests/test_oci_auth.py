@@ -56,6 +56,7 @@ async def test_a_sweep_through_a_bearer_token_server(distribution: str) -> None:
     assert report.ok, report
     assert push.tags("bearer/app") == ["v3"]
     assert {"repository:bearer/app:pull", "repository:bearer/app:delete"} <= set(gate.asked)
+    assert gate.asked[0] == "<none>"  # ping: GET /v2/ is challenged without a scope
     assert len(gate.asked) < 10  # tokens are reused, not fetched per request
 
 

@@ -54,8 +54,8 @@ class Gate:
     async def token(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != _basic(USER, PASSWORD):
             return web.json_response({"errors": [{"code": "DENIED"}]}, status=401)
+        self.asked.append(request.query.get("scope", "<none>"))
         scope = request.query.get("scope", "")
-        self.asked.append(scope)
         token = f"t{len(self.issued)}"
         self.issued[token] = scope
         return web.json_response({"token": token, "expires_in": 300})

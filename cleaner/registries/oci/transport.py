@@ -138,9 +138,14 @@ class Transport:
         realm = challenge.params.get("realm")
         if not realm:
             raise RegistryError("a Bearer challenge without a realm", code="UNAUTHORIZED")
-        query = {"scope": challenge.params.get("scope") or scope}
-        if challenge.params.get("service"):
-            query["service"] = challenge.params["service"]
+        query = {
+            key: value
+            for key, value in (
+                ("scope", challenge.params.get("scope") or scope),
+                ("service", challenge.params.get("service")),
+            )
+            if value  # `GET /v2/` needs no scope: asking for an empty one is not the same
+        }
         headers = {"Authorization": self.login.basic()} if self.login else {}
         target = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
         answer = await self._send("GET", target, None, headers, None)
