@@ -485,7 +485,8 @@ def openapi_document() -> Schema:
         "info": {
             "title": "ecr-cleaner push receiver",
             "version": __version__,
-            "description": "Prunes an ECR repository when EventBridge reports a push to it.",
+            "description": "Prunes a repository when its registry reports a push to it: "
+            "EventBridge for ECR, or the notifications of distribution and Harbor.",
         },
         "security": [{"bearerAuth": []}, {"apiKey": []}],
         "paths": {
