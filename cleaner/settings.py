@@ -416,7 +416,7 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
         ),
     ),
     "serve": (
-        "receive EventBridge push events (HTTP, or an SQS queue) and prune at once",
+        "receive push events (EventBridge by HTTP or SQS, or a registry's own) and prune at once",
         # A service's logs go to a log shipper: JSON unless asked otherwise.
         (*ENGINE_OPTIONS, LOG_LEVEL, replace(LOG_FORMAT, default="json"), *SERVE_OPTIONS),
     ),
