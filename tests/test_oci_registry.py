@@ -392,3 +392,25 @@ def _manifest_of(push: Pusher, name: str, digest: str) -> dict[str, Any]:
     assert status == 200
     doc: dict[str, Any] = json.loads(body)
     return doc
+
+
+async def test_an_age_rules_reason_names_where_the_age_came_from(
+    distribution: str, registry: OciRegistry
+) -> None:
+    push, name = Pusher(distribution), fresh()
+    push.image(name, "old", created="2025-01-01T00:00:00Z")
+    rule = {
+        "rulePriority": 1,
+        "selection": {
+            "tagStatus": "any",
+            "countType": "sinceImagePushed",
+            "countUnit": "days",
+            "countNumber": 30,
+        },
+        "action": {"type": "expire"},
+    }
+    doc = {**keep(1), "repositories": [{"match": "*", "rules": [rule]}]}
+    report = await sweep(registry, name, doc, apply=False)
+    [decision] = report.repositories[0].plan.decisions
+    assert decision.verdict is Verdict.EXPIRE
+    assert decision.reason.startswith("expired by rule 1: config created "), decision.reason
