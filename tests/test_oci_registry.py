@@ -414,3 +414,34 @@ async def test_an_age_rules_reason_names_where_the_age_came_from(
     [decision] = report.repositories[0].plan.decisions
     assert decision.verdict is Verdict.EXPIRE
     assert decision.reason.startswith("expired by rule 1: config created "), decision.reason
+
+
+async def test_a_signature_of_an_image_pushed_only_by_digest_is_not_an_orphan(
+    distribution: str, registry: OciRegistry
+) -> None:
+    """An image pushed untagged, then signed: no tag leads to it, but its signature does.
+    Taken for an orphan, the signature would go while the image (run by digest) stays."""
+    push, name = Pusher(distribution), fresh()
+    push.image(name, "v1", created=day(1))
+    push.image(name, "v2", created=day(2))
+    by_digest = push.image(name, None, created=day(3), salt="by digest")
+    signature = "sha256-" + by_digest.removeprefix("sha256:") + ".sig"
+    push.image(name, signature, created=day(3), salt="signature")
+    rule = {
+        "rulePriority": 1,
+        "selection": {
+            "tagStatus": "tagged",
+            "tagPrefixList": ["v"],
+            "countType": "imageCountMoreThan",
+            "countNumber": 1,
+        },
+        "action": {"type": "expire"},
+    }
+    report = await sweep(
+        registry, name, {**keep(1), "repositories": [{"match": "*", "rules": [rule]}]}
+    )
+
+    assert report.ok, report
+    assert push.tags(name) == [signature, "v2"]
+    assert push.exists(name, by_digest)
+    assert by_digest in {d.image.digest for d in report.repositories[0].plan.keep}

@@ -5,8 +5,9 @@ and what it lacks decide the shape:
 
 - There is no list of manifests. The images are the tagged manifests (tags grouped by
   digest), everything an index lists (platform manifests, attestations), and the referrers
-  found through the referrers API or the fallback tag `sha256-<hex>`. A manifest reachable
-  only by its digest is invisible, so never deleted here; the registry's GC removes it.
+  found through the referrers API or the fallback tag `sha256-<hex>`, and the subjects
+  those and cosign's tags name. Any other manifest reachable only by its digest is
+  invisible, so never deleted here; the registry's GC removes it.
 - There is no push time in the spec: `Image.pushed_at` is Harbor's or GitHub's own record
   where there is one, else it comes from `cleaner.registries.oci.age` (or the first-seen
   record), and `Image.age_from` says from where.
@@ -36,6 +37,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from cleaner.planning.manifest_links import cosign_subject
 from cleaner.planning.model import (
     DeleteFailure,
     DeleteResult,
@@ -73,6 +75,9 @@ PARALLEL = 8
 RECHECK_REUSE_S = 5.0
 """`delete` reuses the listing `recheck` read this recently: the engine re-checks each
 batch just before deleting it, and reading the repository twice per batch buys nothing."""
+MAX_SUBJECT_ROUNDS = 3
+"""Subjects of subjects (a signature of an attestation of an image) are looked up this
+many levels deep."""
 REFERENCED = "REFERENCED_BY_INDEX"
 UNTAGGED = "UNTAGGED_ONLY"
 UNTAG_REFUSED = "UNTAG_REFUSED"
@@ -367,25 +372,37 @@ class OciRegistry:
     # --- listing -----------------------------------------------------------------------------
 
     async def _listing(self, name: str) -> Listing:
-        """Tags, their manifests, what indexes list, and referrers, as present now."""
+        """Tags, their manifests, what indexes list, and referrers, as present now; then
+        the subjects those referrers and cosign tags name, when present only by digest."""
         tags = await paged(
             self._fetcher(self._scope(name, "pull"), name), f"/v2/{name}/tags/list", "tags"
         )
         heads = await self._gather(self._resolve(name, tag) for tag in tags)
         listing = Listing(tags={t: d for t, d in zip(tags, heads, strict=True) if d})
-        pending = list(dict.fromkeys(listing.tags.values()))
-        while pending:
-            found = await self._gather(self._manifest(name, d) for d in pending)
-            fresh = [m for m in found if m is not None and m.digest not in listing.manifests]
-            listing.manifests.update((m.digest, m) for m in fresh)
-            children = [c for m in fresh for c in m.children if c not in listing.manifests]
-            referrers = await self._api_referrers(name, listing, fresh)
-            pending = list(dict.fromkeys([*children, *referrers]))
+        await self._expand(name, listing, list(dict.fromkeys(listing.tags.values())))
         for tag, digest in listing.tags.items():
             subject = fallback_subject(tag)
             if subject and digest in listing.manifests:
                 listing.subjects[digest] = subject
+        for _ in range(MAX_SUBJECT_ROUNDS):
+            missing = [s for s in _subjects(listing) if s not in listing.manifests]
+            if not missing or not await self._expand(name, listing, missing):
+                break
         return listing
+
+    async def _expand(self, name: str, listing: Listing, pending: list[str]) -> bool:
+        """Read `pending` and everything they list or the referrers API names, breadth
+        first; whether anything new was found."""
+        grew = False
+        while pending:
+            found = await self._gather(self._manifest(name, d) for d in pending)
+            fresh = [m for m in found if m is not None and m.digest not in listing.manifests]
+            listing.manifests.update((m.digest, m) for m in fresh)
+            grew = grew or bool(fresh)
+            children = [c for m in fresh for c in m.children if c not in listing.manifests]
+            referrers = await self._api_referrers(name, listing, fresh)
+            pending = list(dict.fromkeys([*children, *referrers]))
+        return grew
 
     async def _api_referrers(self, name: str, listing: Listing, fresh: list[Manifest]) -> list[str]:
         """Referrers of the manifests just read, through the API when the registry has one."""
@@ -545,6 +562,15 @@ class OciRegistry:
                 return await call
 
         return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
+def _subjects(listing: Listing) -> list[str]:
+    """Every subject named by a referrer, a fallback index or a cosign tag. One present only
+    by its digest (an image pushed untagged, then signed) is an image too: without it, its
+    signature would look orphaned and be deleted while the image is still there."""
+    named = [m.subject for m in listing.manifests.values()]
+    named += [*listing.subjects.values(), *(cosign_subject(t) for t in listing.tags)]
+    return list(dict.fromkeys(s for s in named if s))
 
 
 def _is_index(listing: Listing, digest: str) -> bool:
