@@ -23,13 +23,14 @@ from urllib.parse import urlsplit
 
 from cleaner.errors import ConfigError
 from cleaner.planning.model import Shard
-from cleaner.planning.names import is_external_id, is_region, is_role_arn
+from cleaner.planning.names import is_external_id, is_region, is_role_arn, registry_url
 from cleaner.version import version_line
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 OUTPUTS = ("text", "json", "jsonl", "html")
 TOKEN_ENV = "CLEANER_TOKEN"  # noqa: S105 - the variable's name, not a secret
+REGISTRY_PASSWORD_ENV = "CLEANER_REGISTRY_PASSWORD"  # noqa: S105 - a name, not a secret
 SHOWN_MAX = 60  # characters of a bad value quoted back in an error
 
 
@@ -262,6 +263,28 @@ EXTERNAL_ID = Option(
     help="the external id the roles' trust policies ask for",
 )
 ENDPOINT = Option("--endpoint-url", help="ECR endpoint (else AWS_ENDPOINT_URL_ECR, else AWS)")
+# An OCI Distribution registry instead of ECR; the password only from the environment, so
+# it never shows in a process list.
+REGISTRY = Option(
+    "--registry",
+    registry_url,
+    env="CLEANER_REGISTRY",
+    metavar="URL",
+    help="prune this OCI registry (http(s)://HOST[:PORT]) instead of ECR",
+)
+REGISTRY_USERNAME = Option(
+    "--registry-username",
+    env="CLEANER_REGISTRY_USERNAME",
+    metavar="NAME",
+    help=f"log in to --registry as NAME, the password from env {REGISTRY_PASSWORD_ENV} "
+    "(else ~/.docker/config.json)",
+)
+FIRST_SEEN_FILE = Option(
+    "--first-seen-file",
+    env="CLEANER_FIRST_SEEN_FILE",
+    metavar="FILE",
+    help="--registry: age images from when this cleaner first saw them, kept in FILE",
+)
 KUBECONFIG = Option("--kubeconfig", metavar="FILE", help="kubeconfig for in-use protection")
 KUBE_CONTEXT = Option(
     "--kube-context",
@@ -371,7 +394,8 @@ EMULATOR_OPTIONS = (
 
 LOG_FORMAT = Option("--log-format", one_of(*LOG_FORMATS), "text", "CLEANER_LOG_FORMAT", "log lines")
 ENGINE_OPTIONS = (
-    POLICY, CONCURRENCY, REGION, ROLE_ARN, EXTERNAL_ID, ENDPOINT, KUBECONFIG, KUBE_CONTEXT,
+    POLICY, CONCURRENCY, REGION, ROLE_ARN, EXTERNAL_ID, ENDPOINT, REGISTRY, REGISTRY_USERNAME,
+    FIRST_SEEN_FILE, KUBECONFIG, KUBE_CONTEXT,
 )  # fmt: skip
 LOG_OPTIONS = (LOG_LEVEL, LOG_FORMAT)
 COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
@@ -395,7 +419,7 @@ COMMANDS: dict[str, tuple[str, tuple[Option, ...]]] = {
         ),
     ),
     "serve": (
-        "receive EventBridge push events (HTTP, or an SQS queue) and prune at once",
+        "receive push events (EventBridge by HTTP or SQS, or a registry's own) and prune at once",
         # A service's logs go to a log shipper: JSON unless asked otherwise.
         (*ENGINE_OPTIONS, LOG_LEVEL, replace(LOG_FORMAT, default="json"), *SERVE_OPTIONS),
     ),
@@ -518,6 +542,11 @@ class EngineSettings:
     endpoint_url: str | None = None
     kubeconfig: str | None = None
     kube_contexts: tuple[str, ...] = ()
+    registry: str | None = None
+    """An OCI Distribution registry to prune instead of ECR (else the policy's `registry:`)."""
+    registry_username: str | None = None
+    registry_password: str | None = field(default=None, repr=False)
+    first_seen_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,6 +657,10 @@ def _engine(
         return None
     if not values["policy"]:
         raise ConfigError("--policy FILE is required (or set CLEANER_POLICY)")
+    if values["registry"] and values["role_arn"]:
+        raise ConfigError("--registry is one OCI registry, --role-arn an ECR account: give one")
+    if values["registry_username"] and not environ.get(REGISTRY_PASSWORD_ENV):
+        raise ConfigError(f"--registry-username needs the password in {REGISTRY_PASSWORD_ENV}")
     return EngineSettings(
         policy_path=values["policy"],
         concurrency=values["concurrency"],
@@ -637,6 +670,10 @@ def _engine(
         endpoint_url=values["endpoint_url"],
         kubeconfig=values["kubeconfig"],
         kube_contexts=values["kube_context"],
+        registry=values["registry"],
+        registry_username=values["registry_username"],
+        registry_password=environ.get(REGISTRY_PASSWORD_ENV) or None,
+        first_seen_file=values["first_seen_file"],
     )
 
 

@@ -13,6 +13,7 @@ Modes:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -50,6 +51,9 @@ from cleaner.receiver.routes import Route, TargetsPruner, prefix_of
 from cleaner.receiver.scheduler import SchedulerSettings
 from cleaner.receiver.sqs import QueueConsumer, SqsQueue
 from cleaner.registries.ecr import EcrRegistry
+from cleaner.registries.oci import OciRegistry
+from cleaner.registries.oci.auth import find_login
+from cleaner.registries.oci.first_seen import FirstSeen
 from cleaner.settings import EngineSettings, RunSettings, ServeSettings
 from cleaner.sweep_metrics import Recorder, recording
 
@@ -85,7 +89,13 @@ class TargetEngine:
 
 def target_specs(settings: EngineSettings, policy: PolicyFile) -> list[TargetSpec[RepositoryEntry]]:
     """The targets of this run (`cleaner.planning.targets`); ConfigError when there is no
-    region to sweep or a target has no repository entries."""
+    region to sweep or a target has no repository entries. An OCI registry is one target
+    with neither account nor region."""
+    if oci_url(settings, policy):
+        if settings.role_arns:
+            raise ConfigError("--role-arn is an ECR account; the policy names an OCI registry")
+        one: TargetSpec[RepositoryEntry] = TargetSpec(region="")
+        return [one]
     specs = resolve_targets(
         policy.targets,
         roles=settings.role_arns,
@@ -106,6 +116,24 @@ def target_policy(policy: PolicyFile, spec: TargetSpec[RepositoryEntry]) -> Poli
     return policy if spec.entries is None else replace(policy, entries=spec.entries)
 
 
+def oci_url(settings: EngineSettings, policy: PolicyFile) -> str | None:
+    """The OCI registry to prune instead of ECR: `--registry`, else the policy's."""
+    return settings.registry or policy.registry
+
+
+@asynccontextmanager
+async def open_oci_registry(settings: EngineSettings, url: str) -> AsyncIterator[Registry]:
+    # A credential helper is a process: run it off the event loop.
+    login = await asyncio.to_thread(
+        find_login, url, username=settings.registry_username, password=settings.registry_password
+    )
+    first_seen = FirstSeen(settings.first_seen_file) if settings.first_seen_file else None
+    async with OciRegistry.connect(
+        url, login=login, first_seen=first_seen, max_connections=settings.concurrency
+    ) as registry:
+        yield registry
+
+
 @asynccontextmanager
 async def open_registry(
     settings: EngineSettings,
@@ -115,7 +143,12 @@ async def open_registry(
     on_call: CallHook | None = None,
     limiter: Limiter | None = None,
     credentials: Credentials | None = None,
+    oci: str | None = None,
 ) -> AsyncIterator[Registry]:
+    if oci is not None:
+        async with open_oci_registry(settings, oci) as registry:
+            yield registry
+        return
     async with EcrRegistry.connect(
         region=region,
         endpoint_url=settings.endpoint_url,
@@ -243,6 +276,7 @@ async def open_engines(
                         on_call=on_call,
                         limiter=limiter if len(specs) == 1 else None,
                         credentials=credentials,
+                        oci=oci_url(settings, policy),
                     )
                 )
                 sink = stamped(audit.write, spec.target) if audit is not None else None

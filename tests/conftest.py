@@ -105,3 +105,13 @@ async def backend(request: pytest.FixtureRequest, moto_url: str) -> AsyncIterato
     store = RegistryStore()
     async with running(store) as url:
         yield EmulatorBackend(store, url)
+
+
+@pytest.fixture(scope="session")
+def distribution(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real CNCF distribution registry (Debian's docker-registry) for the session, with
+    deletion enabled; each test pushes to repositories of its own."""
+    from tests.support.oci import running_registry
+
+    with running_registry(tmp_path_factory.mktemp("distribution")) as url:
+        yield url

@@ -53,3 +53,17 @@ def account_of(role_arn: str) -> str:
     """The 12-digit account a role ARN is in; "" for anything that is not one."""
     found = _ROLE_ARN.fullmatch(role_arn)
     return found.group(1) if found else ""
+
+
+# An OCI registry's base: the spec's endpoints all start at `/v2/` under the host, so the
+# URL is a scheme, a host and maybe a port, nothing else.
+REGISTRY_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$"
+_REGISTRY_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
+
+
+def registry_url(value: str) -> str:
+    """`http(s)://HOST[:PORT]`, a trailing slash dropped; ValueError for anything else."""
+    text = value.strip().rstrip("/")
+    if not _REGISTRY_URL.fullmatch(text):
+        raise ValueError("expected http(s)://HOST[:PORT] (the registry's base, no path)")
+    return text

@@ -27,6 +27,7 @@ from cleaner.planning.checks import (
 from cleaner.planning.documents import decode, read_text
 from cleaner.planning.lifecycle import parse_policy
 from cleaner.planning.model import LifecyclePolicy
+from cleaner.planning.names import registry_url
 from cleaner.planning.protections import (
     SEMVER_SCOPES,
     Protections,
@@ -41,7 +42,8 @@ from cleaner.planning.units import parse_duration
 
 USE_ECR_POLICY = "ecr"
 _TOP_KEYS = (
-    "repositories", "targets", "protect", "safety", "kubernetes", "coordination", *SOURCE_SECTIONS,
+    "repositories", "registry", "targets", "protect", "safety", "kubernetes", "coordination",
+    *SOURCE_SECTIONS,
 )  # fmt: skip
 _ENTRY_KEYS = ("match", "rules")
 _PROTECT_KEYS = ("tags", "tag_regex", "semver", "newer_than", "pulled_within", "in_use")
@@ -96,6 +98,9 @@ class PolicyFile:
     """The in-use sources beyond Kubernetes (`ecs:`, `lambda:`, ...)."""
     targets: tuple[TargetEntry[RepositoryEntry], ...] = ()
     """`targets:` (`cleaner.planning.targets`); () = the AWS chain's own account."""
+    registry: str | None = None
+    """`registry:`: an OCI Distribution registry's URL to prune instead of ECR (`--registry`
+    wins over it); None = ECR."""
     source: str = "policy"
 
     def entry_for(self, repository: str) -> RepositoryEntry | None:
@@ -148,6 +153,7 @@ def parse_policy_file(doc: object, source: str = "policy") -> PolicyFile:
             ),
             aws=problems.attempt(AwsSources(), parse_sources, top, source),
             targets=targets,
+            registry=problems.attempt(None, _registry, top, source, bool(targets)),
             source=source,
         )
     return policy
@@ -161,6 +167,20 @@ def _bare_document(doc: Mapping[str, object], source: str) -> PolicyFile:
             )
         lifecycle = problems.attempt(None, parse_policy, {"rules": doc["rules"]}, where=source)
     return PolicyFile((RepositoryEntry(("*",), lifecycle),), source=source)
+
+
+def _registry(top: Mapping[str, object], source: str, has_targets: bool) -> str | None:
+    raw = top.get("registry")
+    if raw is None:
+        return None
+    if has_targets:
+        fail(source, "registry names one OCI registry; targets are ECR accounts: give one")
+    if not isinstance(raw, str):
+        fail(source, f"registry must be a URL, got {show(raw)}")
+    try:
+        return registry_url(raw)
+    except ValueError as error:
+        raise PolicyError(f"{source}: registry {show(raw)}: {error}") from None
 
 
 def _in_use_mode(protect: object, source: str) -> str:

@@ -64,7 +64,12 @@ class Scope:
 
 def parse_event(body: bytes) -> PushEvent | Ignored:
     """Classify one EventBridge delivery; raises InvalidRequest for anything malformed."""
-    envelope = _envelope(_json_object(body))
+    return event_from(json_object(body))
+
+
+def event_from(doc: dict[str, Any]) -> PushEvent | Ignored:
+    """`parse_event` of a body already read as a JSON object."""
+    envelope = _envelope(doc)
     event_id = envelope["id"]
     if envelope["source"] != ECR_SOURCE:
         return Ignored(event_id, f"source {envelope['source']!r} is not {ECR_SOURCE}")
@@ -92,7 +97,7 @@ def parse_event(body: bytes) -> PushEvent | Ignored:
     )
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -150,7 +155,7 @@ class PruneRequest:
 
 def parse_prune_request(body: bytes) -> PruneRequest:
     """An empty body means: every repository, for real, in the background."""
-    doc = _json_object(body) if body.strip() else {}
+    doc = json_object(body) if body.strip() else {}
     unknown = sorted(set(doc) - PRUNE_FIELDS)
     if unknown:
         # Name one (a body may hold thousands) and what is allowed, which is what helps.

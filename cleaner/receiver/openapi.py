@@ -107,6 +107,57 @@ SCHEMAS: dict[str, Schema] = {
             },
         },
     },
+    "DistributionEnvelope": {
+        "type": "object",
+        "description": "CNCF distribution's notification envelope (sent as "
+        "`application/vnd.docker.distribution.events.v1+json`): a push of a manifest asks "
+        "for a prune of `target.repository`; every other event is ignored.",
+        "required": ["events"],
+        "properties": {
+            "events": {
+                "type": "array",
+                "maxItems": 1000,
+                "items": {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {
+                        "id": {"type": "string", "minLength": 1, "maxLength": 128},
+                        "action": {"type": "string", "examples": ["push", "pull", "delete"]},
+                        "target": {
+                            "type": "object",
+                            "properties": {
+                                "mediaType": {"type": "string"},
+                                "repository": _ref("RepositoryName"),
+                                "digest": {"type": "string"},
+                                "tag": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "HarborWebhook": {
+        "type": "object",
+        "description": "Harbor's webhook, default payload format: `PUSH_ARTIFACT` asks for a "
+        "prune of `event_data.repository.repo_full_name`; other types are ignored.",
+        "required": ["type", "event_data"],
+        "properties": {
+            "type": {"type": "string", "examples": ["PUSH_ARTIFACT", "DELETE_ARTIFACT"]},
+            "occur_at": {"type": "integer"},
+            "event_data": {
+                "type": "object",
+                "required": ["repository"],
+                "properties": {
+                    "repository": {
+                        "type": "object",
+                        "properties": {"repo_full_name": _ref("RepositoryName")},
+                    },
+                    "resources": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+        },
+    },
     "EventAccepted": {
         "type": "object",
         "required": ["status", "id", "repository"],
@@ -274,13 +325,24 @@ def _events() -> Schema:
     return {
         "post": {
             "operationId": "receiveEvent",
-            "summary": "Receive an EventBridge event (API destination target)",
-            "description": "A successful ECR push is answered at once and its repository is "
+            "summary": "Receive a push event: EventBridge, distribution or Harbor",
+            "description": "A successful push is answered at once and its repository is "
             "pruned in the background, coalesced with other pushes to it. Every other "
-            "well-formed event is acknowledged and ignored.",
+            "well-formed event is acknowledged and ignored. A distribution envelope of "
+            "several events gets one answer: the most that happened to any of them.",
             "requestBody": {
                 "required": True,
-                "content": {JSON: {"schema": _ref("EventBridgeEvent")}},
+                "content": {
+                    JSON: {
+                        "schema": {
+                            "anyOf": [
+                                _ref("EventBridgeEvent"),
+                                _ref("DistributionEnvelope"),
+                                _ref("HarborWebhook"),
+                            ]
+                        }
+                    }
+                },
             },
             "responses": {
                 "202": _json("A prune of the repository is pending.", _ref("EventAccepted")),
@@ -427,7 +489,8 @@ def openapi_document() -> Schema:
         "info": {
             "title": "ecr-cleaner push receiver",
             "version": __version__,
-            "description": "Prunes an ECR repository when EventBridge reports a push to it.",
+            "description": "Prunes a repository when its registry reports a push to it: "
+            "EventBridge for ECR, or the notifications of distribution and Harbor.",
         },
         "security": [{"bearerAuth": []}, {"apiKey": []}],
         "paths": {
