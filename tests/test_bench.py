@@ -15,6 +15,7 @@ def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     tiny = ["--quick", "--repositories", "3", "--images", "150", "--baseline-budget-s", "1"]
     tiny += ["--receiver-repositories", "2", "--receiver-pushes", "2", "--plan-images", "2000"]
     tiny += ["--plan-runs", "2", "--in-use-clusters", "2", "--in-use-services", "2"]
+    tiny += ["--memory-sizes", "2,8", "--memory-images", "100", "--burst-repositories", "4"]
     command = [sys.executable, "bench/run.py", *tiny, "--json", str(out), "--markdown", str(md)]
     # Its own process: the benchmark runs event loops and subprocesses of its own. The exit
     # code is not asserted: timing targets are for `make bench`, not for the test suite.
@@ -41,7 +42,15 @@ def test_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     in_use = results["in_use"]
     assert in_use["ecs"]["services"] == 4 and in_use["ecs"]["first"]["total_calls"] > 0
     assert in_use["lambda"]["first"]["references"] > 0
-    assert len(results["checks"]) == 8
+    assert plan["json_s"] > 0 and plan["json_mb"] > 0 and plan["json_stdlib_s"] > 0
+    memory = results["memory"]
+    small, large = memory["runs"]
+    assert (small["planned_images"], large["planned_images"]) == (200, 800)
+    assert small["peak_rss_mb"] > 0 and memory["size_ratio"] == 4
+    burst = results["receiver_10x"]
+    assert burst["repositories"] == 4 and burst["wrong_state"] == 0 and burst["rate_bound_s"] > 0
+    assert len(results["checks"]) == 12
     assert "sweep efficiency" in done.stdout  # the PASS/FAIL lines were printed
     assert "to pruned, p50 / p99: POST /events" in done.stdout
     assert "| Sweep wall time |" in md.read_text()
+    assert "Peak RSS ratio" in md.read_text() and "JSON report of 2,000 images" in md.read_text()
