@@ -118,7 +118,9 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
             # Each repository's report goes to the writer (and the metrics) as it finishes,
             # and the run keeps only its outcome: memory follows what is in flight.
             runs = [(engine, replace(request, keep_plans=False)) for engine, request in runs]
-            with terminal_progress(apply=run.apply) as progress:
+            # A report streamed to the same terminal would cut through the bar's lines.
+            streamed = run.output != "text" and out.isatty()
+            with terminal_progress(apply=run.apply, enabled=not streamed) as progress:
                 report = await run_targets(runs, writing(metrics.watch(progress), writer))
         else:
             for repository in report.repositories:

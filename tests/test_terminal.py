@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -129,3 +130,16 @@ async def test_plan_shows_progress_and_its_log_lines_never_land_on_the_bar(
     assert all(shown[i - 1] in "\r\n" for i in starts if i), shown
     # The library chatter is quiet at the default level.
     assert "botocore" not in shown and "Found credentials" not in shown
+
+
+async def test_json_streamed_to_the_terminal_draws_no_bar_across_it(
+    emulator: EmulatorBackend, tmp_path: Path
+) -> None:
+    """The report and the bar would share one screen: the bar stays off, the JSON whole."""
+    env = demo_registry(emulator) | {"CLEANER_LOG_LEVEL": "ERROR"}
+    plan = cleaner("plan", "--policy", str(write_demo_policy(tmp_path)), "--output", "json")
+    async with Terminal(plan, env=env, columns=400) as term:
+        assert await term.finish() == 0, term.text
+    assert "planning" not in term.text
+    doc = json.loads(term.text)
+    assert doc["summary"]["total"]["repositories"] == len(doc["repositories"]) > 0
