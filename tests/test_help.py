@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from cleaner.settings import COMMANDS, EXAMPLES, build_parser, parse_args
+from tests.support.servers import debian_binary
 
 
 def help_of(command: str) -> str:
@@ -80,9 +81,7 @@ def test_the_bash_completion_is_valid_bash_and_completes_commands_and_options() 
 
 
 def test_the_zsh_completion_is_valid_zsh_and_knows_every_command() -> None:
-    zsh = shutil.which("zsh")
-    if zsh is None:
-        pytest.fail("zsh not found: install the Debian package: apt-get install zsh")
+    zsh = debian_binary("zsh", "zsh")
     script = completion("zsh")
     check = subprocess.run([zsh, "-n"], input=script, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from functools import cache
@@ -27,6 +26,7 @@ from cleaner.receiver.metrics import Metrics
 from cleaner.settings import parse_args
 from cleaner.sweep_metrics import SweepMetrics
 from tests.support.deploy import COMPONENTS, K8S, overlay
+from tests.support.servers import debian_binary
 
 MONITORING = COMPONENTS / "monitoring"
 RULES = MONITORING / "prometheusrule.yaml"
@@ -41,10 +41,7 @@ TARGET_LABELS = {"job", "instance", "pod", "namespace", "shard"}
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.fail(f"promtool is not installed: apt-get install {PROMTOOL_PACKAGE}")
-    return found
+    return debian_binary("promtool", PROMTOOL_PACKAGE)
 
 
 def run(*command: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

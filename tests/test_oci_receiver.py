@@ -19,7 +19,7 @@ from cleaner.settings import EngineSettings, ServeSettings
 from tests.support.fakes import until
 from tests.support.oci import OCI_MANIFEST, Pusher, running_registry
 from tests.support.policies import keep_newest_rule
-from tests.support.pushgateway import free_port
+from tests.support.servers import free_port
 
 TOKEN = "oci-receiver-token"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"

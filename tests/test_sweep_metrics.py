@@ -160,7 +160,7 @@ async def test_a_pushgateway_that_fails_is_a_warning_and_the_sweep_still_succeed
 
 
 def _closed_port() -> int:
-    from tests.support.pushgateway import free_port
+    from tests.support.servers import free_port
 
     return free_port()  # bound and released: nothing listens there now
 

@@ -24,7 +24,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-import pytest
+
+from tests.support.servers import debian_binary
 
 FLAGS = (
     "--headless",
@@ -40,10 +41,7 @@ FLAGS = (
 
 def chromium_binary() -> str:
     """The browser, or a test failure that names the package (never a silent skip)."""
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail("chromium not found: install the Debian package: apt-get install chromium")
-    return found
+    return debian_binary("chromium", "chromium", search=os.environ.get("PATH", os.defpath))
 
 
 class Page:

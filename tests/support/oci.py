@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -16,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.support.pushgateway import free_port
+from tests.support.servers import debian_binary, free_port, serving
 
 BINARY = "docker-registry"
 DEBIAN_PACKAGE = "docker-registry"
@@ -30,15 +26,8 @@ LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
 def binary(search: str | None = None) -> str:
-    """The registry's binary (on PATH, else in /usr/bin); the test fails without it."""
-    found = (
-        shutil.which(BINARY, path=search)
-        if search is not None
-        else shutil.which(BINARY) or shutil.which(BINARY, path="/usr/sbin:/usr/bin")
-    )
-    if found is None:
-        pytest.fail(f"{BINARY} is not installed: install Debian package {DEBIAN_PACKAGE}")
-    return found
+    """The registry's binary; the test fails without it."""
+    return debian_binary(BINARY, DEBIAN_PACKAGE, search=search)
 
 
 @contextmanager
@@ -75,32 +64,9 @@ def running_registry(
         config["notifications"] = {"endpoints": [endpoint]}
     path = tmp_path / f"registry-{port}.yml"
     path.write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [binary(), "serve", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
+    with serving([binary(), "serve", str(path)], f"{url}/v2/"):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-        if process.stderr:
-            process.stderr.close()
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], within_s: float = 15.0) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            errors = process.stderr.read().decode() if process.stderr else ""
-            pytest.fail(f"{BINARY} exited with {process.returncode}: {errors[-500:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/", timeout=1):  # noqa: S310 - loopback
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"{BINARY} did not answer within {within_s:g} s")
 
 
 def digest(body: bytes) -> str:
