@@ -23,6 +23,7 @@ from cleaner.planning.model import Image
 from tests.support.cli import run_cli
 from tests.support.fakes import FakeRegistry
 from tests.support.policies import keep_newest_rule
+from tests.support.servers import loopback
 
 NOW = datetime.now(UTC)
 KEEP = 3
@@ -57,16 +58,11 @@ class HoldingProxy:
         proxy = cls(upstream)
         app = web.Application()
         app.router.add_post("/", proxy.handle)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        try:
-            yield proxy, f"http://{host}:{port}/"
-        finally:
-            proxy._never.set()
-            await runner.cleanup()
+        async with loopback(app, shutdown_timeout=0.1) as url:
+            try:
+                yield proxy, f"{url}/"
+            finally:
+                proxy._never.set()  # before the cleanup, which waits for the handlers
 
 
 def day(n: int) -> datetime:

@@ -23,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.servers import loopback
+
 ACCOUNT, REGION = "123456789012", "us-east-1"
 Handler = Callable[[dict[str, Any], dict[str, str]], dict[str, Any]]
 PAGE_SIZES = ("maxResults", "Limit", "MaxItems", "MaxResults")
@@ -114,15 +116,8 @@ class AwsFake:
     async def running(self) -> AsyncIterator[str]:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            await runner.cleanup()
+        async with loopback(app) as url:
+            yield url
 
     async def _handle(self, request: web.Request) -> web.Response:
         raw = await request.read()

@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from cleaner.registries.oci.auth import Login
+from tests.support.servers import loopback
 
 USER, PASSWORD = "ci", "s3cret"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -163,13 +164,5 @@ async def gated(upstream: str, scheme: str = "bearer") -> AsyncIterator[Gate]:
     app.router.add_route("*", "/v2/{tail:.*}", gate.front)
     app.router.add_get("/api/v2.0/{tail:.*}", gate.harbor_api)
     app.router.add_get("/{kind:orgs|users}/{tail:.*}", gate.github_api)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    gate.url = f"http://127.0.0.1:{port}"
-    try:
+    async with loopback(app) as gate.url:
         yield gate
-    finally:
-        await runner.cleanup()

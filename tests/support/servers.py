@@ -1,5 +1,6 @@
 """Programs from Debian's packages that tests run: found or the test fails naming the
-package (never a silent skip), and servers started on a loopback port until they answer."""
+package (never a silent skip), and servers started on a loopback port until they answer;
+and the tests' own aiohttp servers on a loopback port."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 
 def debian_binary(name: str, package: str, *, search: str | None = None) -> str:
@@ -64,3 +67,17 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], name: str, within_s:
         except OSError:
             time.sleep(0.05)
     pytest.fail(f"{name} did not answer {url} within {within_s:g} s")
+
+
+@asynccontextmanager
+async def loopback(app: web.Application, **runner: Any) -> AsyncIterator[str]:
+    """Serve `app` on a free loopback port for the body; yields its base URL.
+    `runner`: AppRunner options (`shutdown_timeout`, `access_log`, ...)."""
+    served = web.AppRunner(app, handle_signals=False, **runner)
+    await served.setup()
+    try:
+        await web.TCPSite(served, "127.0.0.1", 0).start()
+        host, port = served.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await served.cleanup()

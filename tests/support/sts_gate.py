@@ -17,6 +17,8 @@ from urllib.parse import parse_qs
 import aiohttp
 from aiohttp import web
 
+from tests.support.servers import loopback
+
 DENIED = """<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <Error>
     <Type>Sender</Type>
@@ -61,13 +63,5 @@ async def sts_gate(upstream: str) -> AsyncIterator[StsGate]:
     gate = StsGate(upstream)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", gate.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    gate.url = f"http://127.0.0.1:{port}"
-    try:
+    async with loopback(app) as gate.url:
         yield gate
-    finally:
-        await runner.cleanup()
