@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.sweep import ROOT, emulator_process
+from bench.child import ROOT
+from bench.sweep import emulator_process
 from bench.synth import policy_doc
 
 CONCURRENCY = 10

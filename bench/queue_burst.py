@@ -19,38 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from bench.child import speaking_child
 from bench.receiver import (
     TIMEOUT_S,
     CountingPruner,
     burst_figures,
-    burst_policy,
+    counting_pruner,
     event,
     planned_at,
     planned_state_misses,
     push,
-    seed_old,
+    seeded,
 )
-from cleaner import wiring
 from cleaner.clients.aws import open_client
 from cleaner.emulator import RegistryStore, running
 from cleaner.receiver.auth import TokenAuth
 from cleaner.receiver.http import Deps, make_app
 from cleaner.receiver.metrics import Metrics, QueueMetrics
-from cleaner.receiver.pruner import EnginePruner
 from cleaner.receiver.runner import ReceiverRunner
 from cleaner.receiver.sqs import QueueConsumer, SqsQueue
-from cleaner.settings import EngineSettings
 
-ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 KEYS = {"access_key": "bench", "secret_key": "bench"}  # moto checks no credentials
 
@@ -58,42 +52,25 @@ KEYS = {"access_key": "bench", "secret_key": "bench"}  # moto checks no credenti
 @contextmanager
 def moto_process() -> Iterator[str]:
     """Start bench/moto_proc.py; yields its URL. Its request log goes nowhere."""
-    command = [sys.executable, "-m", "bench.moto_proc"]
-    proc = subprocess.Popen(  # noqa: S603
-        command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the moto process exited before it listened")
-        yield str(json.loads(line)["url"])
-    finally:
-        if proc.stdin:
-            proc.stdin.close()  # its signal to stop
-        proc.wait(timeout=30)
+    with speaking_child([sys.executable, "-m", "bench.moto_proc"], quiet=True) as hello:
+        yield str(hello["url"])
 
 
 async def run_queue(
     repositories: int, pushes: int, latency_ms: float, throttle: Mapping[str, float]
 ) -> dict[str, Any]:
-    store = RegistryStore()
-    names = [f"recv/app{i}" for i in range(repositories)]
-    old = seed_old(store, names, datetime.now(UTC))
-    policy = burst_policy()
+    burst = seeded(repositories)
+    store, names, old = burst.store, burst.names, burst.old
     with moto_process() as moto_url:
         async with (
             open_client("sqs", region=REGION, endpoint_url=moto_url, **KEYS) as sender,
             running(store, latency_ms=latency_ms, throttle=throttle) as url,
         ):
             queue_url = await _queue(sender)
-            settings = EngineSettings("bench", regions=(REGION,), endpoint_url=url)
-            keys = wiring.Credentials("bench", "bench")  # the emulator checks no credentials
             async with (
-                wiring.open_engine(settings, policy, "serve", credentials=keys) as engine,
+                counting_pruner(url) as pruner,
                 SqsQueue.connect(queue_url, region=REGION, **KEYS) as queue,
             ):
-                pruner = CountingPruner(EnginePruner(engine, policy))
                 figures = await _consume_burst(store, queue, sender, pruner, names, pushes, old)
             figures["left_in_queue"] = await _left(sender, queue_url)
     figures["wrong_state"] = planned_state_misses(store, names, pushes)

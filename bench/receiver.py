@@ -17,7 +17,9 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -117,18 +119,42 @@ def planned_state_misses(store: RegistryStore, names: list[str], pushes: int) ->
     return sum(len(store.repos[n].images) != KEEP + 4 * pushes for n in names)
 
 
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    """The registry before a burst, shared by the POST and the SQS paths."""
+
+    store: RegistryStore
+    names: list[str]
+    old: dict[str, list[str]]
+    """Each repository's old images, oldest first: the burst's first `pushes` must go."""
+
+
+def seeded(repositories: int) -> Seeded:
+    store = RegistryStore()
+    names = [f"recv/app{i}" for i in range(repositories)]
+    return Seeded(store, names, seed_old(store, names, datetime.now(UTC)))
+
+
+@asynccontextmanager
+async def counting_pruner(url: str) -> AsyncIterator[CountingPruner]:
+    """The receiver's pruner over the engine `serve` opens, against the emulator at `url`."""
+    policy = burst_policy()
+    settings = EngineSettings("bench", regions=("us-east-1",), endpoint_url=url)
+    keys = wiring.Credentials("bench", "bench")  # the emulator checks no credentials
+    async with wiring.open_engine(settings, policy, "serve", credentials=keys) as engine:
+        yield CountingPruner(EnginePruner(engine, policy))
+
+
 async def run_receiver(
     repositories: int, pushes: int, latency_ms: float, throttle: Mapping[str, float]
 ) -> dict[str, Any]:
-    store = RegistryStore()
-    names = [f"recv/app{i}" for i in range(repositories)]
-    old = seed_old(store, names, datetime.now(UTC))
-    policy = burst_policy()
-    async with running(store, latency_ms=latency_ms, throttle=throttle) as url:
-        settings = EngineSettings("bench", regions=("us-east-1",), endpoint_url=url)
-        keys = wiring.Credentials("bench", "bench")  # the emulator checks no credentials
-        async with wiring.open_engine(settings, policy, "serve", credentials=keys) as engine:
-            figures = await _serve_burst(store, EnginePruner(engine, policy), names, pushes, old)
+    burst = seeded(repositories)
+    store, names = burst.store, burst.names
+    async with (
+        running(store, latency_ms=latency_ms, throttle=throttle) as url,
+        counting_pruner(url) as pruner,
+    ):
+        figures = await _serve_burst(store, pruner, names, pushes, burst.old)
     figures["wrong_state"] = planned_state_misses(store, names, pushes)
     figures["rate_bound_s"] = rate_bound_s(figures.pop("calls_by_operation"), throttle)
     figures["debounce_s"] = SchedulerSettings().debounce_s
@@ -143,10 +169,9 @@ def rate_bound_s(calls: Mapping[str, int], throttle: Mapping[str, float]) -> flo
 
 
 async def _serve_burst(
-    store: RegistryStore, engine_pruner: EnginePruner, names: list[str], pushes: int, old: Any
+    store: RegistryStore, pruner: CountingPruner, names: list[str], pushes: int, old: Any
 ) -> dict[str, Any]:
     """The real receiver app over the engine, on a loopback socket, fed one burst."""
-    pruner = CountingPruner(engine_pruner)
     runner = ReceiverRunner(make_app(Deps(pruner=pruner, auth=TokenAuth(None))))
     await runner.setup()
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import run_baseline
+from bench.child import speaking_child
 from bench.emulator_proc import baseline_name, sweep_name
 from bench.synth import policy_doc
 from cleaner import wiring
@@ -32,7 +32,6 @@ from cleaner.planning.model import RunReport
 from cleaner.planning.policy_file import parse_policy_file
 from cleaner.settings import EngineSettings
 
-ROOT = Path(__file__).resolve().parent.parent
 LIST_PAGE = 1000  # DescribeImages maxResults the registry adapter asks for
 BATCH = 100  # BatchDeleteImage / BatchGetImage / DescribeImages-by-id per call
 
@@ -54,18 +53,10 @@ def emulator_process(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Start bench/emulator_proc.py; yields its hello line ({"url", "images", "seed_s"})."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(spec, f)
-    command = [sys.executable, "-m", "bench.emulator_proc", f.name]
-    proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the emulator process exited before it listened")
-        yield json.loads(line)
+        with speaking_child([sys.executable, "-m", "bench.emulator_proc", f.name]) as hello:
+            yield hello
     finally:
-        if proc.stdin:
-            proc.stdin.close()  # its signal to stop
-        proc.wait(timeout=30)
         Path(f.name).unlink(missing_ok=True)
 
 
