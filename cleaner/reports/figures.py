@@ -11,6 +11,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cleaner.planning.model import RepositoryReport, Target, TargetFailure, Verdict
 
@@ -22,6 +23,32 @@ AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
     (">90d", None),
 )
 """Histogram buckets of image age (time since push): each holds ages below its bound."""
+
+
+class Counts(Protocol):
+    """What a summary row shows, for one repository or the total."""
+
+    @property
+    def images(self) -> int: ...
+    @property
+    def keep(self) -> int: ...
+    @property
+    def expire(self) -> int: ...
+    @property
+    def kept_bytes(self) -> int: ...
+    @property
+    def expire_bytes(self) -> int: ...
+    @property
+    def deleted(self) -> int: ...
+    @property
+    def deleted_bytes(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+
+
+def shown_bytes(counts: Counts, dry_run: bool) -> int:
+    """The bytes column: reclaimable on a dry run, reclaimed after a sweep."""
+    return counts.expire_bytes if dry_run else counts.deleted_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +213,11 @@ class RunFigures:
         return row
 
     @property
+    def ordered(self) -> list[RepositoryFigures]:
+        """The rows by target, then by name: how every summary lists them."""
+        return sorted(self.rows, key=lambda row: (row.account, row.region, row.repository))
+
+    @property
     def by_target(self) -> bool:
         """Did the run span several targets? Reports then group their rows by target."""
         named = {row.target for row in self.rows}
@@ -219,7 +251,7 @@ def reclaim_bars(figures: RunFigures, top: int = 10) -> list[Bar]:
     others together; repositories with nothing to reclaim are left out of the top."""
 
     def value(row: RepositoryFigures) -> int:
-        return row.expire_bytes if figures.dry_run else row.deleted_bytes
+        return shown_bytes(row, figures.dry_run)
 
     ranked = sorted(figures.rows, key=lambda row: (-value(row), row.repository))
     shown = [row for row in ranked[:top] if value(row) > 0]  # the zeros come last

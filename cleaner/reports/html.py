@@ -31,9 +31,11 @@ from cleaner.planning.model import RepositoryReport, RunReport, Verdict, iso_utc
 from cleaner.planning.units import format_bytes
 from cleaner.reports.figures import (
     AGE_BUCKETS,
+    Counts,
     RunFigures,
     reclaim_bars,
     run_figures,
+    shown_bytes,
     target_name,
 )
 from cleaner.reports.text import outcome
@@ -186,56 +188,23 @@ def _summary_table(figures: RunFigures, by_target: bool) -> str:
         f"<th class=n>{bytes_head}</th><th class=n>Errors</th></tr></thead>\n<tbody>\n"
     )
     rows = []
-    for row in sorted(figures.rows, key=lambda row: (row.account, row.region, row.repository)):
+    for row in figures.ordered:
         name = f"{row.target} {row.repository}" if by_target else row.repository
-        rows.append(
-            _row(
-                escape(name),
-                row.images,
-                row.keep,
-                row.expire,
-                None if dry_run else row.deleted,
-                row.kept_bytes,
-                row.expire_bytes if dry_run else row.deleted_bytes,
-                row.errors,
-                title=escape(row.error or ""),
-            )
-        )
+        rows.append(_row(escape(name), row, dry_run, title=escape(row.error or "")))
     totals = figures.totals
-    total = _row(
-        f"total ({totals.repositories})",
-        totals.images,
-        totals.keep,
-        totals.expire,
-        None if dry_run else totals.deleted,
-        totals.kept_bytes,
-        totals.expire_bytes if dry_run else totals.deleted_bytes,
-        totals.errors,
-        css="total",
-    )
+    total = _row(f"total ({totals.repositories})", totals, dry_run, css="total")
     return head + "".join(rows) + total + "</tbody></table>\n"
 
 
-def _row(
-    name: str,
-    images: int,
-    keep: int,
-    expire: int,
-    deleted: int | None,
-    kept: int,
-    reclaimed: int,
-    errors: int,
-    *,
-    title: str = "",
-    css: str = "",
-) -> str:
-    deleted_cell = "" if deleted is None else f"<td class=n>{deleted}</td>"
+def _row(name: str, counts: Counts, dry_run: bool, *, title: str = "", css: str = "") -> str:
+    deleted_cell = "" if dry_run else f"<td class=n>{counts.deleted}</td>"
+    errors = counts.errors
     error_cell = f'<td class="n{" err" if errors else ""}" title="{title}">{errors}</td>'
     return (
-        f'<tr class="{css}"><td>{name}</td><td class=n>{images}</td>'
-        f"<td class='n keep'>{keep}</td><td class='n expire'>{expire}</td>{deleted_cell}"
-        f"<td class=n>{format_bytes(kept)}</td><td class=n>{format_bytes(reclaimed)}</td>"
-        f"{error_cell}</tr>\n"
+        f'<tr class="{css}"><td>{name}</td><td class=n>{counts.images}</td>'
+        f"<td class='n keep'>{counts.keep}</td><td class='n expire'>{counts.expire}</td>"
+        f"{deleted_cell}<td class=n>{format_bytes(counts.kept_bytes)}</td>"
+        f"<td class=n>{format_bytes(shown_bytes(counts, dry_run))}</td>{error_cell}</tr>\n"
     )
 
 

@@ -8,7 +8,6 @@ answers, where one prune's report is small.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,7 +111,7 @@ def summary_json(figures: RunFigures) -> dict[str, Any]:
     """The figures of the text report's summary table, per repository and in total, and
     its age histogram."""
     return {
-        "repositories": [_row(row) for row in _by_name(figures.rows)],
+        "repositories": [_row(row) for row in figures.ordered],
         "total": _total(figures.totals),
         "ages": _ages(figures.ages),
     }
@@ -127,10 +126,6 @@ def _ages(ages: AgeHistogram) -> dict[str, Any]:
         "kept_bytes": ages.sizes[Verdict.KEEP],
         "expire_bytes": ages.sizes[Verdict.EXPIRE],
     }
-
-
-def _by_name(rows: Iterable[RepositoryFigures]) -> list[RepositoryFigures]:
-    return sorted(rows, key=lambda row: (row.account, row.region, row.repository))
 
 
 def _row(row: RepositoryFigures) -> dict[str, Any]:

@@ -24,10 +24,11 @@ from cleaner.planning.model import Decision, RepositoryReport, RunReport, Verdic
 from cleaner.planning.units import format_bytes, format_duration
 from cleaner.reports.figures import (
     AGE_BUCKETS,
-    RepositoryFigures,
+    Counts,
     RunFigures,
     Totals,
     reclaim_bars,
+    shown_bytes,
     target_name,
 )
 
@@ -179,41 +180,30 @@ def summary_table(figures: RunFigures) -> Table:
     table.add_column("RECLAIMABLE" if dry_run else "RECLAIMED", justify="right", no_wrap=True)
     table.add_column("ERRORS", justify="right", no_wrap=True)
     previous: str | None = None
-    for row in sorted(figures.rows, key=lambda row: (row.account, row.region, row.repository)):
+    for row in figures.ordered:
         if grouped and row.target != previous:  # a run over several targets: one section each
             if previous is not None:
                 table.add_section()
             table.add_row(Text(f"target {row.target or 'registry'}", style="bold"))
         previous = row.target
-        table.add_row(*_cells(row, dry_run, indent="  " if grouped else ""))
+        table.add_row(*_cells(("  " if grouped else "") + row.repository, row, dry_run))
     table.add_section()
-    table.add_row(*_total_cells(figures.totals, dry_run), style="bold")
+    totals = figures.totals
+    label = f"total ({_count(totals.repositories, 'repository')})"
+    table.add_row(*_cells(label, totals, dry_run), style="bold")
     return table
 
 
-def _cells(row: RepositoryFigures, dry_run: bool, indent: str = "") -> list[Text]:
+def _cells(label: str, counts: Counts, dry_run: bool) -> list[Text]:
     return [
-        Text(indent + row.repository),
-        Text(str(row.images)),
-        Text(str(row.keep), style=STYLE[Verdict.KEEP]),
-        Text(str(row.expire), style=STYLE[Verdict.EXPIRE]),
-        *(() if dry_run else (Text(str(row.deleted)),)),
-        Text(format_bytes(row.kept_bytes)),
-        Text(format_bytes(row.expire_bytes if dry_run else row.deleted_bytes)),
-        Text(str(row.errors), style="bold red" if row.errors else ""),
-    ]
-
-
-def _total_cells(totals: Totals, dry_run: bool) -> list[Text]:
-    return [
-        Text(f"total ({_count(totals.repositories, 'repository')})"),
-        Text(str(totals.images)),
-        Text(str(totals.keep), style=STYLE[Verdict.KEEP]),
-        Text(str(totals.expire), style=STYLE[Verdict.EXPIRE]),
-        *(() if dry_run else (Text(str(totals.deleted)),)),
-        Text(format_bytes(totals.kept_bytes)),
-        Text(format_bytes(totals.expire_bytes if dry_run else totals.deleted_bytes)),
-        Text(str(totals.errors), style="red" if totals.errors else ""),
+        Text(label),
+        Text(str(counts.images)),
+        Text(str(counts.keep), style=STYLE[Verdict.KEEP]),
+        Text(str(counts.expire), style=STYLE[Verdict.EXPIRE]),
+        *(() if dry_run else (Text(str(counts.deleted)),)),
+        Text(format_bytes(counts.kept_bytes)),
+        Text(format_bytes(shown_bytes(counts, dry_run))),
+        Text(str(counts.errors), style="bold red" if counts.errors else ""),
     ]
 
 
