@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from cleaner.errors import CleanerError, ConfigError, PolicyError
 from cleaner.logs import configure_logging
-from cleaner.planning.model import RepositoryReport, RunReport
+from cleaner.planning.model import RunReport
 from cleaner.settings import Settings, load_token, parse_args
 
 if TYPE_CHECKING:
-    from cleaner.engine import Engine, Progress, SweepRequest
-    from cleaner.reports.stream import ReportWriter
+    from cleaner.engine import Engine, SweepRequest
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("cleaner")
@@ -121,7 +120,9 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
             # A report streamed to the same terminal would cut through the bar's lines.
             streamed = run.output != "text" and out.isatty()
             with terminal_progress(apply=run.apply, enabled=not streamed) as progress:
-                report = await run_targets(runs, writing(metrics.watch(progress), writer))
+                report = await run_targets(
+                    runs, metrics.watch(progress).recording(writer.repository)
+                )
         else:
             for repository in report.repositories:
                 writer.repository(repository)
@@ -131,17 +132,6 @@ async def plan_or_sweep(settings: Settings, out: TextIO) -> int:
 
 
 Runs = list[tuple["Engine", "SweepRequest"]]
-
-
-def writing(progress: Progress, writer: ReportWriter) -> Progress:
-    """`progress`, which also hands each finished repository to the report writer."""
-    shown = progress.on_repository_done
-
-    def done(report: RepositoryReport) -> None:
-        writer.repository(report)
-        shown(report)
-
-    return replace(progress, on_repository_done=done)
 
 
 async def ask_first(runs: Runs) -> tuple[Runs | None, RunReport | None]:

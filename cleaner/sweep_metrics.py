@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -111,13 +110,7 @@ class SweepMetrics:
 
     def watch(self, progress: Progress) -> Progress:
         """`progress`, which also records each repository here as it finishes."""
-        shown = progress.on_repository_done
-
-        def done(report: RepositoryReport) -> None:
-            self.repository_done(report)
-            shown(report)
-
-        return replace(progress, on_repository_done=done)
+        return progress.recording(self.repository_done)
 
     def done(self, report: RunReport) -> None:
         """The run produced its report; it succeeded if the report is ok (exit code 0)."""

@@ -88,6 +88,17 @@ class Progress:
     on_deleted: Callable[[int, int], None] = lambda count, size: None
     """Images deleted (or found already gone) and their bytes."""
 
+    def recording(self, record: Callable[[RepositoryReport], None]) -> Progress:
+        """This progress, which also hands each finished repository to `record` first
+        (a report writer, the sweep's metrics)."""
+        shown = self.on_repository_done
+
+        def done(report: RepositoryReport) -> None:
+            record(report)
+            shown(report)
+
+        return replace(self, on_repository_done=done)
+
 
 @dataclass(slots=True)
 class Engine:

@@ -231,6 +231,8 @@ class RepositoryReport:
     @property
     def reclaimed(self) -> int:
         """Bytes of the images this prune deleted (as the registry reported their sizes)."""
+        if not self.deleted:  # a dry run: no pass over the plan
+            return 0
         deleted = set(self.deleted)
         expired = self.plan.expire if self.plan else ()
         return sum(d.image.size for d in expired if d.image.digest in deleted)

@@ -97,13 +97,10 @@ def repository_figures(
         )
     counts = {Verdict.KEEP: 0, Verdict.EXPIRE: 0}
     sizes = {Verdict.KEEP: 0, Verdict.EXPIRE: 0}
-    deleted, deleted_bytes = set(report.deleted), 0
     for decision in plan.decisions:
         verdict, image = decision.verdict, decision.image
         counts[verdict] += 1
         sizes[verdict] += image.size
-        if deleted and verdict is Verdict.EXPIRE and image.digest in deleted:
-            deleted_bytes += image.size
         if ages is not None:
             index = ages.bucket(image.pushed_at)
             ages.counts[verdict][index] += 1
@@ -116,7 +113,7 @@ def repository_figures(
         kept_bytes=sizes[Verdict.KEEP],
         expire_bytes=sizes[Verdict.EXPIRE],
         deleted=len(report.deleted),
-        deleted_bytes=deleted_bytes,
+        deleted_bytes=report.reclaimed,
         failed=len(report.failed),
         error=report.error,
         account=account,
