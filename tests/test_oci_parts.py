@@ -86,11 +86,13 @@ def test_an_index_without_a_media_type_field_is_still_an_index() -> None:
 def test_the_manifest_cache_forgets_the_least_recently_used(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from cleaner.lru import Lru
     from cleaner.registries.oci import adapter
 
     monkeypatch.setattr(adapter, "CACHED", 2)
-    cache: adapter.Bounded[int] = adapter.Bounded()
-    cache["a"], cache["b"] = 1, 2
-    assert cache.get_fresh("a") == 1  # now the most recent
-    cache["c"] = 3
+    cache: Lru[int] = Lru(adapter.CACHED)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # now the most recent
+    cache.put("c", 3)
     assert sorted(cache) == ["a", "c"]

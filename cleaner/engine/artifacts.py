@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from operator import attrgetter
 
+from cleaner.lru import Lru
 from cleaner.planning.graph import ArtifactGraph, build_graph
 from cleaner.planning.manifest_links import ManifestFacts, manifest_facts
 from cleaner.planning.model import Image, Repository
@@ -45,7 +45,7 @@ IMAGE_CONFIG_TYPES = frozenset(
 )
 
 
-class ManifestCache:
+class ManifestCache(Lru[ManifestFacts]):
     """Digest -> the facts parsed from its manifest, least recently used evicted first.
 
     Holds the parsed facts rather than the text: an index's text is kilobytes, its child
@@ -53,30 +53,7 @@ class ManifestCache:
     """
 
     def __init__(self, max_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
-        if max_entries < 0:
-            raise ValueError("max_entries must not be negative")
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, ManifestFacts] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, digest: object) -> bool:
-        return digest in self._entries
-
-    def get(self, digest: str) -> ManifestFacts | None:
-        facts = self._entries.get(digest)
-        if facts is not None:
-            self._entries.move_to_end(digest)
-        return facts
-
-    def put(self, digest: str, facts: ManifestFacts) -> None:
-        if not self.max_entries:
-            return
-        self._entries[digest] = facts
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        super().__init__(max_entries)
 
 
 def needs_manifest(image: Image) -> bool:

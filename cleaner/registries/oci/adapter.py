@@ -27,7 +27,6 @@ import json
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from cleaner.lru import Lru
 from cleaner.planning.manifest_links import cosign_subject
 from cleaner.planning.model import (
     DeleteFailure,
@@ -65,7 +65,6 @@ from cleaner.registries.oci.transport import Transport, failed
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-_V = TypeVar("_V")
 
 BATCH_LIMIT = 100
 """Digests per `recheck`/`delete`: each batch re-reads the repository once, so larger
@@ -93,22 +92,6 @@ CACHED = 100_000
 """Manifests (and config ages) kept per process, least recently used out first: what a
 digest names never changes, so a long-running receiver need not read it twice, but its
 memory stays bounded, as the engine's own manifest cache is."""
-
-
-class Bounded(OrderedDict[str, _V]):
-    """A dict that forgets its least recently used entries beyond CACHED."""
-
-    def get_fresh(self, key: str) -> _V | None:
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        return None
-
-    def __setitem__(self, key: str, value: _V) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > CACHED:
-            self.popitem(last=False)
 
 
 class RecordedTimes(Protocol):
@@ -170,8 +153,8 @@ class OciRegistry:
         )
         self._first_seen = first_seen
         self._clock = clock
-        self._manifests: Bounded[Manifest] = Bounded()
-        self._ages: Bounded[age.Age | None] = Bounded()
+        self._manifests: Lru[Manifest] = Lru(CACHED)
+        self._ages: Lru[age.Age | None] = Lru(CACHED)
         """Config digest -> the age its `created` gives (None: none usable)."""
         self._referrers_api: bool | None = None
         """Does the registry offer GET /v2/<name>/referrers? None until asked once."""
@@ -436,11 +419,11 @@ class OciRegistry:
 
     async def _manifest(self, name: str, digest: str) -> Manifest | None:
         """By digest, from the cache (a digest's manifest never changes) or the registry."""
-        cached = self._manifests.get_fresh(digest)
+        cached = self._manifests.get(digest)
         if cached is None:
             cached = await self._get_manifest(name, digest)
             if cached is not None:
-                self._manifests[digest] = cached
+                self._manifests.put(digest, cached)
         return cached
 
     async def _get_manifest(self, name: str, reference: str) -> Manifest | None:
@@ -522,7 +505,8 @@ class OciRegistry:
         configs = (m.readable_config() for m in manifests)
         unread = list({c: None for c in configs if c and c not in self._ages})
         read = await self._gather(self._config_age(name, c) for c in unread)
-        self._ages.update(zip(unread, read, strict=True))
+        for config, found in zip(unread, read, strict=True):
+            self._ages.put(config, found)
 
     async def _config_age(self, name: str, digest: str) -> age.Age | None:
         answer = await self._http.request(
