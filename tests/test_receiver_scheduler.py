@@ -11,6 +11,7 @@ import pytest
 from cleaner.errors import BacklogFull, ShuttingDown
 from cleaner.ports import Status
 from cleaner.receiver.scheduler import (
+    Job,
     JobState,
     RecentIds,
     Scheduler,
@@ -237,25 +238,27 @@ async def test_jobs_and_pushes_share_the_global_limit(pruner: FakePruner) -> Non
     assert pruner.max_running == 1
 
 
-async def test_only_the_newest_finished_jobs_are_kept(pruner: FakePruner) -> None:
-    scheduler = Scheduler(pruner, settings(jobs_kept=2))
+async def four_finished_jobs_and_one_more(scheduler: Scheduler) -> list[Job]:
+    """Four jobs run to the end one by one; a fifth submission forgets what is beyond the
+    limits, then the scheduler closes."""
     jobs = []
     for _ in range(4):
         jobs.append(scheduler.submit_job((), dry_run=True))
         await jobs[-1].wait()
     scheduler.submit_job((), dry_run=True)
     await scheduler.close(1)
+    return jobs
+
+
+async def test_only_the_newest_finished_jobs_are_kept(pruner: FakePruner) -> None:
+    scheduler = Scheduler(pruner, settings(jobs_kept=2))
+    jobs = await four_finished_jobs_and_one_more(scheduler)
     assert [scheduler.job(j.id) is not None for j in jobs] == [False, False, True, True]
 
 
 async def test_only_the_newest_finished_jobs_keep_their_reports(pruner: FakePruner) -> None:
     scheduler = Scheduler(pruner, settings(jobs_kept=10, reports_kept=2))
-    jobs = []
-    for _ in range(4):
-        jobs.append(scheduler.submit_job((), dry_run=True))
-        await jobs[-1].wait()
-    scheduler.submit_job((), dry_run=True)
-    await scheduler.close(1)
+    jobs = await four_finished_jobs_and_one_more(scheduler)
     assert all(scheduler.job(j.id) is j and j.state is JobState.DONE for j in jobs)
     assert [j.report is not None for j in jobs] == [False, False, True, True]
 

@@ -44,23 +44,12 @@ from cleaner.registries.ecr import EcrRegistry
 from cleaner.settings import parse_args
 from tests.support.backends import ACCOUNT, REGION, EmulatorBackend, MotoBackend
 from tests.support.fakes import until
+from tests.support.policies import keep_newest_rule
 from tests.support.queues import TestQueue, sample_event
 
 TOKEN = "sqs-token"
 KEEP = 2
-POLICY_DOC = {
-    "rules": [
-        {
-            "rulePriority": 1,
-            "selection": {
-                "tagStatus": "any",
-                "countType": "imageCountMoreThan",
-                "countNumber": KEEP,
-            },
-            "action": {"type": "expire"},
-        }
-    ]
-}
+POLICY_DOC = {"rules": [keep_newest_rule(KEEP)]}
 UNMATCHED = "no/policy"
 
 

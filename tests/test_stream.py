@@ -14,13 +14,13 @@ import pytest
 
 from cleaner.engine import Engine, Progress, SweepRequest
 from cleaner.planning.model import RepositoryReport, RunReport, Target, TargetFailure
-from cleaner.planning.policy_file import parse_policy_file
 from cleaner.registries.ecr import EcrRegistry
 from cleaner.reports.json import report_to_json
 from cleaner.reports.stream import JsonlWriter, JsonWriter, ReportWriter, open_writer
 from cleaner.reports.text import DETAIL_LIMIT, TextWriter, text_console
 from tests.support.backends import EmulatorBackend
 from tests.support.cli import run_cli
+from tests.support.policies import keep_newest_everywhere
 from tests.support.reports import NOW, synthetic_report
 from tests.test_cli import keep_policy, push_daily
 
@@ -112,10 +112,7 @@ async def test_a_run_that_drops_plans_hands_each_one_over_first(
     callback whole before it was let go."""
     for name in ("api", "job", "web"):
         push_daily(emulator, name, 4)
-    policy = parse_policy_file(
-        {"repositories": [{"match": "*", "rules": [_keep(1)]}], "protect": {"in_use": False}},
-        "test",
-    )
+    policy = keep_newest_everywhere(1)
     seen: list[RepositoryReport] = []
     request = SweepRequest(policy=policy, now=datetime.now(UTC), apply=True, keep_plans=False)
     async with EcrRegistry.connect(endpoint_url=emulator.endpoint_url) as registry:
@@ -137,11 +134,3 @@ async def test_plan_output_jsonl_from_the_cli(emulator: EmulatorBackend, tmp_pat
     lines = [json.loads(line) for line in out.splitlines()]
     assert sorted(line["repository"] for line in lines[:2]) == ["app", "web"]
     assert lines[-1]["type"] == "summary" and lines[-1]["total"]["expire"] == 4
-
-
-def _keep(count: int) -> dict[str, object]:
-    return {
-        "rulePriority": 1,
-        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": count},
-        "action": {"type": "expire"},
-    }

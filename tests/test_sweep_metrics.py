@@ -20,10 +20,10 @@ from cleaner.sweep_metrics import LAST_SUCCESS, SweepMetrics
 from tests.support.backends import EmulatorBackend
 from tests.support.cli import run_cli
 from tests.support.fakes import FakeRegistry
+from tests.support.policies import keep_newest_rule
 from tests.support.pushgateway import group, running_pushgateway
 
-KEEP_1 = {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 1}
-RULES = [{"rulePriority": 1, "selection": KEEP_1, "action": {"type": "expire"}}]
+RULES = [keep_newest_rule(1)]
 NOW = datetime.now(UTC)
 JOB = (("job", "ecr-cleaner-sweep"), ("shard", "0"))
 
